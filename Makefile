@@ -1,0 +1,33 @@
+# Everything starts from a fresh machine: the first target that needs the environment creates it.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+INDEX ?= index
+SHARED ?= ../shared
+
+.PHONY: install serve test index eval eval-quick bench bench-quick loadtest clean-index
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# The CPU build of torch lies on this disk; install it first so nothing pulls a CUDA build.
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+$(INDEX)/CURRENT: | $(STAMP)
+	$(BIN)/rag ingest seeds/ --index $(INDEX)
+
+index: $(INDEX)/CURRENT
+
+serve: install index
+	$(BIN)/rag serve --index $(INDEX)
+
+test: install
+	$(BIN)/python -m pytest
+
+clean-index:
+	rm -rf $(INDEX)/CURRENT $(INDEX)/gen-* $(INDEX)/.tmp-*

@@ -1,0 +1,241 @@
+"""The ``rag`` command: ingest, ask, search, serve, eval, train-reader. Thin: the work is in the library.
+
+Exit codes: 0 success, 1 the command ran but found problems (files skipped, no answer), 2 bad usage,
+3 the index is missing, broken or mismatched, 4 a model could not be loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from rag.errors import IndexCorrupt, IndexMismatch, IndexNotFound, ModelError, RagError
+
+app = typer.Typer(help="Extractive question answering over your articles, with exact citations.", no_args_is_help=True)
+console = Console()
+err = Console(stderr=True)
+
+EXIT_PROBLEMS, EXIT_USAGE, EXIT_INDEX, EXIT_MODEL = 1, 2, 3, 4
+
+IndexOpt = Annotated[Path | None, typer.Option("--index", help="Index folder [default: RAG_INDEX_DIR or index/]")]
+ReaderOpt = Annotated[str | None, typer.Option("--reader", help="trained or heuristic [default: RAG_READER or trained]")]
+
+
+def _settings(index: Path | None = None, reader: str | None = None, **extra):
+    from rag.settings import Settings
+
+    overrides = {k: v for k, v in {"index_dir": index, "reader": reader, **extra}.items() if v is not None}
+    return Settings(**overrides)
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    code = EXIT_INDEX if isinstance(exc, IndexNotFound | IndexCorrupt | IndexMismatch) else EXIT_MODEL if isinstance(exc, ModelError) else EXIT_USAGE
+    err.print(f"[red]error:[/red] {escape(str(exc))}")
+    return typer.Exit(code)
+
+
+def progress_bar() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+    )
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders: .txt .md .html .json .jsonl, SQuAD JSON")],
+    index: IndexOpt = None,
+    rebuild: Annotated[bool, typer.Option(help="Start a new index instead of updating the existing one")] = False,
+    delete: Annotated[list[str] | None, typer.Option("--delete", help="Also delete this document id (repeatable)")] = None,
+    sync: Annotated[bool, typer.Option(help="Delete indexed documents that are not in PATHS")] = False,
+) -> None:
+    """Add or update documents in an index (incremental: unchanged documents are not embedded again)."""
+    from rag.embedding import Embedder
+    from rag.engine import Engine
+    from rag.loaders import load_paths
+
+    settings = _settings(index)
+    loaded = load_paths(paths)
+    for item, reason in loaded.skipped:
+        err.print(f"[yellow]skipped[/yellow] {escape(item)}: {escape(reason)}")
+    try:
+        engine = Engine(settings, Embedder().load())
+        if rebuild:
+            import shutil
+
+            if (settings.index_dir / "CURRENT").exists():
+                shutil.rmtree(settings.index_dir)
+        engine.reload(create=True)
+        if engine.load_error:
+            raise IndexCorrupt(engine.load_error)
+        deletes = list(delete or [])
+        if sync:
+            wanted = {d.id for d in loaded.documents}
+            deletes += [d for d in engine.snapshot.documents if d not in wanted]
+        with progress_bar() as bar:
+            task = bar.add_task("embedding chunks", total=None)
+
+            def on_progress(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            report = engine.write(loaded.documents, deletes, skipped=loaded.skipped, progress=on_progress)
+    except RagError as exc:
+        raise _fail(exc) from None
+    snap = engine.snapshot
+    console.print(
+        f"index {settings.index_dir}: {len(snap.documents)} documents, {len(snap.chunks)} chunks "
+        f"(added {len(report.added)}, replaced {len(report.replaced)}, unchanged {len(report.unchanged)}, "
+        f"deleted {len(report.deleted)}, skipped {len(report.skipped)}; "
+        f"{report.chunks_embedded} chunks embedded in {report.seconds:.1f} s)"
+    )
+    if report.skipped:
+        raise typer.Exit(EXIT_PROBLEMS)
+
+
+def _open_engine(index: Path | None, reader: str | None):
+    from rag.engine import Engine
+
+    try:
+        engine = Engine.open(_settings(index, reader))
+        if not engine.ready:
+            raise IndexNotFound(engine.load_error or "no index")
+        return engine
+    except RagError as exc:
+        raise _fail(exc) from None
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The question")],
+    index: IndexOpt = None,
+    reader: ReaderOpt = None,
+    top_k: Annotated[int, typer.Option("--top-k", help="Passages shown")] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the API response as JSON")] = False,
+) -> None:
+    """Answer a question: the span, highlighted in its passage, with its citation. Exit 1 when no answer."""
+    engine = _open_engine(index, reader)
+    try:
+        result = engine.ask(question, top_k)
+    except RagError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        from service.schemas import AskResponse
+
+        console.print_json(AskResponse.of(result).model_dump_json())
+    elif result.no_answer:
+        console.print("[bold yellow]No answer:[/bold yellow] the articles do not seem to contain one.")
+        for hit in result.hits[:top_k]:
+            console.print(f"  [dim]{escape(hit.chunk.chunk_id)}[/dim] {escape(hit.chunk.text[:160])}…")
+    else:
+        for i, a in enumerate(result.answers):
+            head = "[bold green]Answer[/bold green]" if i == 0 else "[green]Also[/green]"
+            console.print(f"{head} {escape(a.text)}  [dim](score {a.score:.2f})[/dim]")
+            before, after = a.context[: a.context_start], a.context[a.context_end :]
+            console.print(f"  {escape(before)}[reverse bold]{escape(a.text)}[/reverse bold]{escape(after)}")
+            console.print(f"  [dim]— {escape(a.title)} [{escape(a.doc_id)}], characters {a.start}–{a.end}[/dim]")
+    if not as_json:
+        console.print(f"[dim]{json.dumps(result.timings_ms)}[/dim]")
+    if result.no_answer:
+        raise typer.Exit(EXIT_PROBLEMS)
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="The query")],
+    index: IndexOpt = None,
+    k: Annotated[int, typer.Option("-k", help="Passages")] = 5,
+) -> None:
+    """Retrieve passages (hybrid dense + BM25), without reading them."""
+    engine = _open_engine(index, "heuristic")
+    try:
+        hits, timings, snap = engine.search(query, k)
+    except RagError as exc:
+        raise _fail(exc) from None
+    table = Table("rank", "score", "chunk", "passage")
+    for rank, hit in enumerate(hits, 1):
+        table.add_row(str(rank), f"{hit.score:.4f}", escape(hit.chunk.chunk_id), escape(hit.chunk.text[:200]))
+    console.print(table)
+    console.print(f"[dim]{json.dumps(timings)}[/dim]")
+
+
+@app.command()
+def serve(
+    index: IndexOpt = None,
+    host: Annotated[str | None, typer.Option(help="Bind address [default: 127.0.0.1]")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [default: 8000]")] = None,
+    reader: ReaderOpt = None,
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes (each loads the models)")] = 1,
+) -> None:
+    """Serve the HTTP API, the OpenAPI docs (/docs) and the web page (/)."""
+    import os
+
+    import uvicorn
+
+    settings = _settings(index, reader, host=host, port=port)
+    # Workers are separate processes: pass the choices on through the environment the settings read.
+    os.environ["RAG_INDEX_DIR"] = str(settings.index_dir)
+    os.environ["RAG_READER"] = settings.reader
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    uvicorn.run(
+        "service.main:app_factory",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=workers,
+        log_level=settings.log_level,
+        access_log=False,
+    )
+
+
+@app.command("train-reader")
+def train_reader(
+    squad: Annotated[Path, typer.Option(help="SQuAD 2.0 JSON (only its training articles are used)")] = Path(
+        "../shared/data/squad-v2.0-dev/dev-v2.0.json"
+    ),
+    out: Annotated[Path, typer.Option(help="Where the weights and reader.json go")] = Path("rag/reader/model"),
+    epochs: float = 3.0,
+    lr: Annotated[float, typer.Option("--lr")] = 1e-4,
+    batch_size: int = 16,
+    max_length: int = 256,
+    stride: int = 96,
+    seed: int = 13,
+    threads: int = 2,
+    max_questions: Annotated[int | None, typer.Option(help="Train on a sample (for timing runs)")] = None,
+) -> None:
+    """Fine-tune the span reader on the SQuAD 2.0 training articles (validation articles untouched)."""
+    from rag.reader.train import TrainConfig, train
+
+    config = TrainConfig(
+        squad_path=str(squad),
+        out_dir=str(out),
+        epochs=epochs,
+        learning_rate=lr,
+        batch_size=batch_size,
+        max_length=max_length,
+        stride=stride,
+        seed=seed,
+        threads=threads,
+        max_questions=max_questions,
+    )
+    train(config, log=lambda m: err.print(escape(m)))
+
+
+def main() -> None:  # pragma: no cover
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

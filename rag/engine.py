@@ -1,0 +1,141 @@
+"""The running system: models, the live index snapshot, and the one writer.
+
+Reads take the current snapshot (one reference read, no lock) and work on it; writes are serialised by a lock,
+build a new snapshot that shares every unchanged document's vectors, save it atomically, and then swap the
+reference. A query therefore sees the corpus either before or after a change, never half of one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from rag.embedding import Embedder, model_checksum
+from rag.errors import IndexNotFound, RagError
+from rag.pipeline import QAPipeline
+from rag.settings import Settings
+from rag.store import CorpusIndex, index_exists
+from rag.types import AskResult, Document, Hit, IngestReport
+
+log = logging.getLogger("rag.engine")
+
+
+def model_record(embedder: Embedder) -> dict:
+    return {
+        "id": embedder.model_id,
+        "checksum": model_checksum(embedder.folder),
+        "dim": embedder.dim,
+        "max_seq_length": embedder.max_seq_length,
+    }
+
+
+class Engine:
+    """``pipeline`` answers questions; an engine opened only to write (``rag ingest``) needs just the embedder."""
+
+    def __init__(self, settings: Settings, embedder: Embedder, pipeline: QAPipeline | None = None) -> None:
+        self.settings = settings
+        self.embedder = embedder
+        self._pipeline = pipeline
+        self.model = model_record(embedder)
+        self.index_dir = Path(settings.index_dir)
+        self._snapshot: CorpusIndex | None = None
+        self._write_lock = threading.Lock()
+        self.load_error: str | None = None
+        self._missing = False  # no index on disk yet: the first write creates one
+
+    @classmethod
+    def open(cls, settings: Settings, *, create: bool = False, read: bool = True) -> Engine:
+        """Load models and the index. A missing or broken index is remembered in ``load_error`` (unless
+        ``create`` asks for an empty one), so that a service can start and say why it is not ready."""
+        embedder = Embedder().load()
+        pipeline = None
+        if read:
+            pipeline = QAPipeline.load(
+                settings.reader,
+                reader_dir=settings.reader_dir,
+                retrieval=settings.retrieval_settings(),
+                settings=settings.ask_settings(),
+                threads=settings.threads,
+                embedder=embedder,
+            )
+        engine = cls(settings, embedder, pipeline)
+        engine.reload(create=create)
+        return engine
+
+    @property
+    def pipeline(self) -> QAPipeline:
+        if self._pipeline is None:
+            raise RagError("this engine was opened for writing only")
+        return self._pipeline
+
+    def reload(self, *, create: bool = False) -> None:
+        self._missing = False
+        try:
+            self._snapshot = CorpusIndex.load(self.index_dir, settings=self.settings.index_settings(), model=self.model)
+            self.load_error = None
+        except IndexNotFound as exc:
+            self._missing = True
+            if create:
+                self._snapshot = CorpusIndex.empty(self.settings.index_settings(), self.model)
+                self.load_error = None
+            else:
+                self._snapshot, self.load_error = None, str(exc)
+        except RagError as exc:
+            self._snapshot, self.load_error = None, str(exc)
+        if self.load_error:
+            log.error("index not loaded: %s", self.load_error)
+
+    @property
+    def ready(self) -> bool:
+        return self._snapshot is not None
+
+    @property
+    def snapshot(self) -> CorpusIndex:
+        snap = self._snapshot
+        if snap is None:
+            raise IndexNotFound(self.load_error or f"no index loaded from {self.index_dir}")
+        return snap
+
+    # ------------------------------------------------------------------------------------------- reads
+
+    def ask(self, question: str, top_k: int = 5, max_answers: int | None = None) -> AskResult:
+        return self.pipeline.ask(self.snapshot, question, top_k, max_answers)
+
+    def search(self, query: str, k: int = 10) -> tuple[list[Hit], dict[str, float], CorpusIndex]:
+        snap = self.snapshot
+        hits, timings = self.pipeline.search(snap, query, k)
+        return hits, timings, snap
+
+    # ------------------------------------------------------------------------------------------- writes
+
+    def upsert(
+        self, documents: Sequence[Document], *, skipped: Sequence[tuple[str, str]] = (), progress=None
+    ) -> IngestReport:
+        return self.write(documents, (), skipped=skipped, progress=progress)
+
+    def delete(self, doc_ids: Sequence[str]) -> IngestReport:
+        return self.write((), doc_ids)
+
+    def write(
+        self,
+        upserts: Sequence[Document],
+        deletes: Sequence[str],
+        *,
+        skipped: Sequence[tuple[str, str]] = (),
+        progress=None,
+    ) -> IngestReport:
+        """Apply changes, save the new generation, then make it the live snapshot."""
+        with self._write_lock:
+            if self._snapshot is None and self._missing and not index_exists(self.index_dir):
+                self._snapshot = CorpusIndex.empty(self.settings.index_settings(), self.model)
+                self.load_error = None
+            base = self.snapshot
+            updated, report = base.apply(
+                upserts, deletes, embedder=self.embedder, progress=progress, skipped=skipped
+            )
+            if report.changed:
+                updated.save(self.index_dir)
+                self._snapshot = updated
+            return report

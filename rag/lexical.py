@@ -1,0 +1,77 @@
+"""BM25 over the chunks (bm25s), with English stemming and stop words; saved as plain npy/json files."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+_TOKEN = re.compile(r"(?u)\b\w+\b")
+
+
+@dataclass(frozen=True, slots=True)
+class LexicalSettings:
+    k1: float = 1.2
+    b: float = 0.75
+    stemmer: str | None = "english"
+    stopwords: str | None = "en"
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class BM25Index:
+    """BM25 scores over a fixed list of texts; row ``i`` is the i-th text given to ``build``."""
+
+    def __init__(self, settings: LexicalSettings = LexicalSettings()) -> None:
+        import bm25s
+
+        self.settings = settings
+        self._stopwords = frozenset(bm25s.stopwords.STOPWORDS_EN) if settings.stopwords == "en" else frozenset()
+        self._stemmer = None
+        if settings.stemmer:
+            import Stemmer
+
+            self._stemmer = Stemmer.Stemmer(settings.stemmer)
+        self._bm25 = None
+        self.size = 0
+
+    def tokenize(self, text: str) -> list[str]:
+        words = [w for w in _TOKEN.findall(text.lower()) if w not in self._stopwords]
+        return self._stemmer.stemWords(words) if self._stemmer else words
+
+    def build(self, texts: Sequence[str]) -> BM25Index:
+        import bm25s
+
+        self._bm25 = bm25s.BM25(k1=self.settings.k1, b=self.settings.b)
+        self.size = len(texts)
+        if texts:
+            self._bm25.index([self.tokenize(t) for t in texts], show_progress=False)
+        return self
+
+    def search(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows and scores of the best ``k`` texts with a positive score, best first."""
+        tokens = self.tokenize(query)
+        if self._bm25 is None or self.size == 0 or not tokens:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        scores = self._bm25.get_scores(tokens)
+        k = min(k, self.size)
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        top = top[scores[top] > 0]
+        return top.astype(np.int64), scores[top].astype(np.float32)
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        if self._bm25 is not None and self.size:
+            self._bm25.save(str(folder), show_progress=False)
+
+    def load(self, folder: Path, size: int) -> BM25Index:
+        import bm25s
+
+        self.size = size
+        self._bm25 = bm25s.BM25.load(str(folder), load_corpus=False) if size else None
+        return self

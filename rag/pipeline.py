@@ -1,0 +1,216 @@
+"""Question in, cited answers out: embed the question, retrieve, read, calibrate, decide, cite.
+
+The pipeline holds the models (loaded once) and takes the index snapshot per call, so a service can swap
+snapshots under it while queries run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from rag.embedding import Embedder
+from rag.errors import ValidationError
+from rag.evaluation.metrics import normalize_answer
+from rag.reader.calibration import Calibrator, Candidate, candidate_features
+from rag.retrieval import RetrievalSettings, retrieve
+from rag.store import CorpusIndex
+from rag.types import Answer, AskResult, Hit
+
+READERS = ("trained", "heuristic")
+MAX_TOP_K = 50
+
+
+@dataclass(frozen=True, slots=True)
+class AskSettings:
+    read_k: int = 5  # passages the reader reads
+    max_answers: int = 3  # distinct answers returned
+    spans_per_passage: int = 3
+    context_chars: int = 0  # 0: the whole passage is the context
+    no_answer_threshold: float | None = None  # None: the calibrated threshold
+
+
+class QAPipeline:
+    """Owns the embedder, the reader and its calibrator; ``ask`` and ``search`` run against a snapshot."""
+
+    def __init__(
+        self,
+        embedder: Embedder,
+        reader,
+        calibrator: Calibrator,
+        *,
+        reader_kind: str,
+        retrieval: RetrievalSettings = RetrievalSettings(),
+        settings: AskSettings = AskSettings(),
+    ) -> None:
+        if reader_kind not in READERS:
+            raise ValidationError(f"reader must be one of {', '.join(READERS)}, got {reader_kind!r}")
+        self.embedder = embedder
+        self.reader = reader
+        self.calibrator = calibrator
+        self.reader_kind = reader_kind
+        self.retrieval = retrieval
+        self.settings = settings
+
+    @classmethod
+    def load(
+        cls,
+        reader_kind: str = "trained",
+        *,
+        reader_dir: str | Path | None = None,
+        retrieval: RetrievalSettings = RetrievalSettings(),
+        settings: AskSettings = AskSettings(),
+        threads: int | None = None,
+        embedder: Embedder | None = None,
+    ) -> QAPipeline:
+        from rag.reader.model import DEFAULT_READER_DIR
+
+        folder = Path(reader_dir) if reader_dir else DEFAULT_READER_DIR
+        embedder = (embedder or Embedder()).load()
+        if reader_kind == "trained":
+            from rag.reader.model import SpanReader
+
+            reader = SpanReader.load(folder, threads=threads)
+        elif reader_kind == "heuristic":
+            from rag.reader.heuristic import HeuristicReader
+
+            reader = HeuristicReader().load()
+        else:
+            raise ValidationError(f"reader must be one of {', '.join(READERS)}, got {reader_kind!r}")
+        calibration = folder / f"calibration-{reader_kind}.json"
+        calibrator = Calibrator.load(calibration) if calibration.is_file() else default_calibrator(reader_kind)
+        return cls(embedder, reader, calibrator, reader_kind=reader_kind, retrieval=retrieval, settings=settings)
+
+    # -------------------------------------------------------------------------------------------- search
+
+    def search(self, index: CorpusIndex, query: str, k: int) -> tuple[list[Hit], dict[str, float]]:
+        check_top_k(k, "k", limit=200)
+        t0 = time.perf_counter()
+        vector = self.embedder.encode_query(query)
+        t1 = time.perf_counter()
+        hits = retrieve(index, query, vector, k, self.retrieval)
+        t2 = time.perf_counter()
+        return hits, {"embed": ms(t1 - t0), "retrieve": ms(t2 - t1), "total": ms(t2 - t0)}
+
+    # -------------------------------------------------------------------------------------------- ask
+
+    def ask(self, index: CorpusIndex, question: str, top_k: int = 5, max_answers: int | None = None) -> AskResult:
+        check_top_k(top_k, "top_k", limit=MAX_TOP_K)
+        max_answers = max_answers or self.settings.max_answers
+        t0 = time.perf_counter()
+        hits, timings = self.search(index, question, max(top_k, self.settings.read_k))
+        t1 = time.perf_counter()
+        read_hits = hits[: self.settings.read_k]
+        passages = [h.chunk.text for h in read_hits]
+        candidates = self.read(question, passages)
+        t2 = time.perf_counter()
+        answers = self.decide(question, candidates, read_hits, passages, index, max_answers)
+        t3 = time.perf_counter()
+        timings.update({"read": ms(t2 - t1), "decide": ms(t3 - t2), "total": ms(t3 - t0)})
+        return AskResult(
+            question=question,
+            no_answer=not answers,
+            answers=tuple(answers),
+            hits=tuple(hits[:top_k]),
+            timings_ms=timings,
+            titles={h.chunk.doc_id: index.documents[h.chunk.doc_id].title for h in hits[:top_k]},
+        )
+
+    def read(self, question: str, passages: Sequence[str]) -> list[Candidate]:
+        if not passages:
+            return []
+        if self.reader_kind == "trained":
+            readings = self.reader.read(question, passages, top_n=self.settings.spans_per_passage)
+            return [
+                Candidate(i, c.start, c.end, c.score, r.null_score)
+                for i, r in enumerate(readings)
+                for c in r.candidates
+            ]
+        spans = self.reader.read(question, passages, top_n=self.settings.spans_per_passage)
+        return [Candidate(s.passage_index, s.start, s.end, s.score, 0.0) for s in spans]
+
+    def decide(
+        self,
+        question: str,
+        candidates: Sequence[Candidate],
+        hits: Sequence[Hit],
+        passages: Sequence[str],
+        index: CorpusIndex,
+        max_answers: int,
+    ) -> list[Answer]:
+        """Score candidates, keep distinct ones above the threshold, and cite them in their documents."""
+        terms = len(index.lexical.tokenize(question)) if index.lexical is not None else len(question.split())
+        scored = self.score(candidates, hits, passages, terms)
+        threshold = (
+            self.settings.no_answer_threshold if self.settings.no_answer_threshold is not None else self.calibrator.threshold
+        )
+        answers: list[Answer] = []
+        seen_text: set[str] = set()
+        seen_span: set[tuple[str, int, int]] = set()
+        for prob, cand in scored:
+            if prob < threshold or len(answers) >= max_answers:
+                break
+            chunk = hits[cand.hit_index].chunk
+            text = passages[cand.hit_index][cand.start : cand.end]
+            key_text = normalize_answer(text) or text
+            span = (chunk.doc_id, chunk.start + cand.start, chunk.start + cand.end)
+            if key_text in seen_text or span in seen_span:
+                continue
+            seen_text.add(key_text)
+            seen_span.add(span)
+            answers.append(self.cite(index, chunk.doc_id, span[1], span[2], prob, chunk.chunk_id, chunk.start, chunk.end))
+        return answers
+
+    def score(
+        self, candidates: Sequence[Candidate], hits: Sequence[Hit], passages: Sequence[str], question_terms: int
+    ) -> list[tuple[float, Candidate]]:
+        """(calibrated probability, candidate), best first."""
+        if not candidates:
+            return []
+        rows = candidate_features(candidates, hits, passages, question_terms)
+        probs = self.calibrator.probability(rows)
+        return sorted(zip((float(p) for p in probs), candidates, strict=True), key=lambda pc: -pc[0])
+
+    def cite(
+        self, index: CorpusIndex, doc_id: str, start: int, end: int, score: float, chunk_id: str, c_start: int, c_end: int
+    ) -> Answer:
+        doc = index.documents[doc_id]
+        if self.settings.context_chars:
+            c_start = max(0, start - self.settings.context_chars)
+            c_end = min(len(doc.text), end + self.settings.context_chars)
+        context = doc.text[c_start:c_end]
+        return Answer(
+            text=doc.text[start:end],
+            score=round(score, 4),
+            doc_id=doc_id,
+            title=doc.title,
+            start=start,
+            end=end,
+            context=context,
+            context_start=start - c_start,
+            context_end=end - c_start,
+            chunk_id=chunk_id,
+        )
+
+
+def check_top_k(value: int, name: str, limit: int) -> None:
+    if not 1 <= value <= limit:
+        raise ValidationError(f"{name} must be between 1 and {limit}, got {value}")
+
+
+def default_calibrator(reader_kind: str) -> Calibrator:
+    """Before a calibration is fitted: a plain sigmoid of the margin (trained) or of the heuristic score."""
+    from rag.reader.calibration import FEATURES
+
+    weights = [0.0] * len(FEATURES)
+    if reader_kind == "trained":
+        weights[FEATURES.index("margin")] = 1.0
+        return Calibrator(mean=[0.0] * len(FEATURES), scale=[1.0] * len(FEATURES), weights=weights, bias=0.0, threshold=0.5)
+    weights[FEATURES.index("span_score")] = 8.0
+    return Calibrator(mean=[0.0] * len(FEATURES), scale=[1.0] * len(FEATURES), weights=weights, bias=-3.0, threshold=0.5)
+
+
+def ms(seconds: float) -> float:
+    return round(seconds * 1000, 2)

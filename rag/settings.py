@@ -1,0 +1,77 @@
+"""All configuration, from ``RAG_``-prefixed environment variables (or a ``.env`` file). Only this module
+reads the environment; library code takes explicit parameters built from these settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from rag.chunking import ChunkerSettings
+from rag.lexical import LexicalSettings
+from rag.pipeline import AskSettings
+from rag.retrieval import RetrievalSettings
+from rag.store import IndexSettings
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RAG_", env_file=".env", extra="ignore")
+
+    index_dir: Path = Field(Path("index"), description="Folder of the index the service serves")
+    host: str = Field("127.0.0.1", description="Address `rag serve` binds")
+    port: int = Field(8000, ge=1, le=65535, description="Port `rag serve` listens on")
+    api_key: SecretStr | None = Field(None, description="Bearer key required for POST/DELETE /documents")
+    allow_open_writes: bool = Field(False, description="Allow writes without a key (local use only)")
+
+    reader: Literal["trained", "heuristic"] = Field("trained", description="Answer extractor")
+    reader_dir: Path | None = Field(None, description="Folder of reader weights (default: the shipped reader)")
+    threads: int | None = Field(None, ge=1, le=64, description="Torch threads (default: all cores)")
+
+    top_k: int = Field(5, ge=1, le=50, description="Passages returned by /ask when the request gives none")
+    read_k: int = Field(5, ge=1, le=20, description="Passages the reader reads per question")
+    max_answers: int = Field(3, ge=1, le=10, description="Distinct answers returned at most")
+    no_answer_threshold: float | None = Field(
+        None, ge=0, le=1, description="Answer only above this score (default: the calibrated threshold)"
+    )
+
+    fusion: Literal["rrf", "dense", "lexical"] = Field("rrf", description="How dense and BM25 rankings combine")
+    rrf_k: int = Field(60, ge=1, description="RRF constant k")
+    dense_weight: float = Field(1.0, ge=0, description="Weight of the dense ranking in RRF")
+    lexical_weight: float = Field(1.0, ge=0, description="Weight of the BM25 ranking in RRF")
+    retrieval_depth: int = Field(50, ge=1, le=1000, description="Candidates per retriever before fusion")
+
+    chunk_max_tokens: int = Field(200, ge=16, le=512, description="Chunk budget in embedder tokens")
+    chunk_overlap_sentences: int = Field(1, ge=0, le=5, description="Sentences repeated across a chunk cut")
+    title_in_text: bool = Field(True, description="Prepend the title to chunks for embedding and BM25")
+    dense_index: Literal["auto", "flat", "ivf-sq8", "ivf-pq", "hnsw"] = Field(
+        "auto", description="FAISS index type (auto: exact below 200k chunks, IVF-SQ8 above)"
+    )
+
+    max_request_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Largest request body accepted")
+    max_concurrency: int = Field(2, ge=1, le=64, description="Model requests computed at once")
+    max_queue: int = Field(64, ge=0, le=10_000, description="Requests waiting beyond that before 503")
+    log_level: str = Field("info", description="Log level")
+
+    def index_settings(self) -> IndexSettings:
+        return IndexSettings(
+            chunker=ChunkerSettings(max_tokens=self.chunk_max_tokens, overlap_sentences=self.chunk_overlap_sentences),
+            lexical=LexicalSettings(),
+            title_in_text=self.title_in_text,
+            dense_kind=self.dense_index,
+        )
+
+    def retrieval_settings(self) -> RetrievalSettings:
+        return RetrievalSettings(
+            fusion=self.fusion,
+            rrf_k=self.rrf_k,
+            dense_weight=self.dense_weight,
+            lexical_weight=self.lexical_weight,
+            depth=self.retrieval_depth,
+        )
+
+    def ask_settings(self) -> AskSettings:
+        return AskSettings(
+            read_k=self.read_k, max_answers=self.max_answers, no_answer_threshold=self.no_answer_threshold
+        )

@@ -1,0 +1,411 @@
+"""The index on disk and in memory: documents, chunks, vectors, FAISS and BM25, always consistent.
+
+A ``CorpusIndex`` is an immutable snapshot. Changes (add, replace, delete) build a new snapshot that reuses
+every unchanged document's chunks and vectors, so only new text is embedded; the service swaps snapshots
+atomically, so a query sees the corpus either before or after a change.
+
+On disk an index is a folder::
+
+    index/
+      CURRENT              name of the live generation (replaced atomically)
+      gen-000007/
+        manifest.json      format version, model id and checksum, dimension, settings, documents, file checksums
+        documents.jsonl    every document with its exact text
+        chunks.npz         key, document row, ordinal, start, end of every chunk
+        vectors.npy        float32 (n, dim), L2-normalised, row i = chunk i
+        dense.faiss        the FAISS index (ids = chunk keys)
+        bm25/              bm25s arrays and vocabulary (no pickles)
+
+A save writes a new generation folder, flushes it, then points ``CURRENT`` at it with an atomic rename: a
+crash at any moment leaves the previous generation loadable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rag.chunking import ChunkerSettings, chunk_text
+from rag.dense import DenseIndex
+from rag.errors import DocumentNotFound, IndexCorrupt, IndexMismatch, IndexNotFound
+from rag.lexical import BM25Index, LexicalSettings
+from rag.types import Chunk, Document, Embeddings, IngestReport
+
+FORMAT_VERSION = 1
+CURRENT = "CURRENT"
+EMBED_BATCH = 256
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class IndexSettings:
+    """Everything that shapes an index; an index built with other settings is refused at load."""
+
+    chunker: ChunkerSettings = ChunkerSettings()
+    lexical: LexicalSettings = LexicalSettings()
+    title_in_text: bool = True  # the title is prepended to each chunk for embedding and BM25
+    dense_kind: str = "auto"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "chunker": self.chunker.as_dict(),
+            "lexical": self.lexical.as_dict(),
+            "title_in_text": self.title_in_text,
+        }
+
+
+def indexed_text(title: str, chunk: str, with_title: bool) -> str:
+    return f"{title}\n{chunk}" if with_title and title else chunk
+
+
+@dataclass
+class CorpusIndex:
+    """One consistent snapshot of the corpus. Treat as read-only; ``apply`` returns a new one."""
+
+    settings: IndexSettings
+    model: dict[str, Any]  # id, checksum, dim
+    documents: dict[str, Document] = field(default_factory=dict)
+    chunks: list[Chunk] = field(default_factory=list)
+    vectors: Embeddings = field(default_factory=lambda: np.zeros((0, 384), dtype=np.float32))
+    dense: DenseIndex | None = None
+    lexical: BM25Index | None = None
+    next_key: int = 0
+    generation: int = 0
+    checksums: dict[str, str] = field(default_factory=dict)  # doc id -> document checksum
+    key_to_row: dict[int, int] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------------------------------ building
+
+    @classmethod
+    def empty(cls, settings: IndexSettings, model: dict[str, Any]) -> CorpusIndex:
+        index = cls(settings=settings, model=model, vectors=np.zeros((0, model["dim"]), dtype=np.float32))
+        index._rebuild_search()
+        return index
+
+    def chunks_of(self, doc_id: str) -> list[Chunk]:
+        return [c for c in self.chunks if c.doc_id == doc_id]
+
+    def get(self, doc_id: str) -> Document:
+        try:
+            return self.documents[doc_id]
+        except KeyError:
+            raise DocumentNotFound(doc_id) from None
+
+    def chunk(self, key: int) -> Chunk:
+        return self.chunks[self.key_to_row[key]]
+
+    def apply(
+        self,
+        upserts: Sequence[Document] = (),
+        deletes: Iterable[str] = (),
+        *,
+        embedder,
+        progress: Progress | None = None,
+        skipped: Sequence[tuple[str, str]] = (),
+    ) -> tuple[CorpusIndex, IngestReport]:
+        """A new snapshot with ``upserts`` added or replaced and ``deletes`` removed; only new text is embedded."""
+        started = time.perf_counter()
+        delete_ids = list(dict.fromkeys(deletes))
+        for doc_id in delete_ids:
+            if doc_id not in self.documents:
+                raise DocumentNotFound(doc_id)
+        added, replaced, unchanged = [], [], []
+        todo: list[Document] = []
+        for doc in upserts:
+            old = self.checksums.get(doc.id)
+            if old == doc.checksum:
+                unchanged.append(doc.id)
+                continue
+            (replaced if old is not None else added).append(doc.id)
+            todo.append(doc)
+        report = IngestReport(
+            added=tuple(added),
+            replaced=tuple(replaced),
+            unchanged=tuple(unchanged),
+            deleted=tuple(delete_ids),
+            skipped=tuple(skipped),
+        )
+        if not todo and not delete_ids:
+            return self, replace(report, seconds=time.perf_counter() - started)
+
+        gone = set(delete_ids) | {d.id for d in todo}
+        keep_rows = [i for i, c in enumerate(self.chunks) if c.doc_id not in gone]
+        new_chunks: list[Chunk] = []
+        texts: list[str] = []
+        key = self.next_key
+        for doc in todo:
+            spans = chunk_text(doc.text, embedder.token_offsets, self.settings.chunker)
+            for ordinal, span in enumerate(spans):
+                chunk = Chunk(key, doc.id, ordinal, span.start, span.end, doc.text[span.start : span.end])
+                new_chunks.append(chunk)
+                texts.append(indexed_text(doc.title, chunk.text, self.settings.title_in_text))
+                key += 1
+        new_vectors = _embed(embedder, texts, progress)
+
+        documents = {k: v for k, v in self.documents.items() if k not in gone}
+        documents.update({d.id: d for d in todo})
+        checksums = {k: v for k, v in self.checksums.items() if k not in gone}
+        checksums.update({d.id: d.checksum for d in todo})
+        snapshot = CorpusIndex(
+            settings=self.settings,
+            model=self.model,
+            documents=documents,
+            chunks=[self.chunks[i] for i in keep_rows] + new_chunks,
+            vectors=np.concatenate([self.vectors[keep_rows], new_vectors]) if keep_rows else new_vectors,
+            next_key=key,
+            generation=self.generation,
+            checksums=checksums,
+        )
+        snapshot._rebuild_search(previous=self, removed_rows=len(self.chunks) - len(keep_rows), added=new_chunks)
+        return snapshot, replace(report, chunks_embedded=len(new_chunks), seconds=time.perf_counter() - started)
+
+    def _rebuild_search(
+        self, previous: CorpusIndex | None = None, removed_rows: int = 0, added: Sequence[Chunk] = ()
+    ) -> None:
+        keys = np.array([c.key for c in self.chunks], dtype=np.int64)
+        self.key_to_row = {int(k): i for i, k in enumerate(keys)}
+        reuse = previous is not None and previous.dense is not None and previous.dense.kind.startswith("ivf")
+        if reuse and previous is not None and previous.dense is not None:
+            import faiss
+
+            dense = DenseIndex(previous.dense.kind, previous.dense.dim, dict(previous.dense.params))
+            dense.index = faiss.clone_index(previous.dense.index)
+            removed = np.array([k for k in previous.key_to_row if k not in self.key_to_row], dtype=np.int64)
+            if len(removed):
+                dense.index.remove_ids(removed)
+            if added:
+                rows = [self.key_to_row[c.key] for c in added]
+                dense.index.add_with_ids(self.vectors[rows], keys[rows])
+            self.dense = dense
+        else:
+            self.dense = DenseIndex.build(self.vectors, keys, kind=self.settings.dense_kind)
+        self.lexical = BM25Index(self.settings.lexical).build(
+            [indexed_text(self.documents[c.doc_id].title, c.text, self.settings.title_in_text) for c in self.chunks]
+        )
+
+    # ------------------------------------------------------------------------------------------ manifest
+
+    def manifest(self) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "generation": self.generation,
+            "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "model": self.model,
+            "settings": self.settings.as_dict(),
+            "dense_index": {"kind": self.dense.kind if self.dense else None, "params": self.dense.params if self.dense else {}},
+            "counts": {"documents": len(self.documents), "chunks": len(self.chunks)},
+            "next_key": self.next_key,
+            "documents": {
+                d.id: {"checksum": self.checksums[d.id], "title": d.title, "chars": len(d.text)}
+                for d in self.documents.values()
+            },
+        }
+
+    # ------------------------------------------------------------------------------------------ disk
+
+    def save(self, folder: str | Path) -> Path:
+        """Write a new generation and switch ``CURRENT`` to it atomically; returns the generation folder."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        for stray in folder.glob(".tmp-*"):
+            shutil.rmtree(stray, ignore_errors=True)
+        current = _read_current(folder)
+        number = max(self.generation, _generation_number(current) if current else 0) + 1
+        name = f"gen-{number:06d}"
+        tmp = folder / f".tmp-{name}-{os.getpid()}"
+        tmp.mkdir()
+        self.generation = number
+        with open(tmp / "documents.jsonl", "w", encoding="utf-8") as fh:
+            for doc in self.documents.values():
+                fh.write(json.dumps(_doc_record(doc), ensure_ascii=False) + "\n")
+        doc_rows = {doc_id: i for i, doc_id in enumerate(self.documents)}
+        np.savez(
+            tmp / "chunks.npz",
+            key=np.array([c.key for c in self.chunks], dtype=np.int64),
+            doc=np.array([doc_rows[c.doc_id] for c in self.chunks], dtype=np.int64),
+            ordinal=np.array([c.ordinal for c in self.chunks], dtype=np.int64),
+            start=np.array([c.start for c in self.chunks], dtype=np.int64),
+            end=np.array([c.end for c in self.chunks], dtype=np.int64),
+        )
+        np.save(tmp / "vectors.npy", self.vectors, allow_pickle=False)
+        assert self.dense is not None and self.lexical is not None
+        self.dense.save(tmp / "dense.faiss")
+        self.lexical.save(tmp / "bm25")
+        manifest = self.manifest()
+        manifest["files"] = {str(p.relative_to(tmp)): _sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        _fsync_tree(tmp)
+        final = folder / name
+        shutil.rmtree(final, ignore_errors=True)
+        os.rename(tmp, final)
+        _fsync_dir(folder)
+        pointer = folder / f".tmp-{CURRENT}-{os.getpid()}"
+        with open(pointer, "w", encoding="utf-8") as fh:
+            fh.write(name + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(pointer, folder / CURRENT)
+        _fsync_dir(folder)
+        for old in folder.glob("gen-*"):
+            if old.name != name:
+                shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    @classmethod
+    def load(cls, folder: str | Path, *, settings: IndexSettings | None = None, model: dict[str, Any] | None = None, verify: bool = True) -> CorpusIndex:
+        """Load the live generation; refuse one built with another model or other settings."""
+        folder = Path(folder)
+        rebuild = f"rebuild it with: rag ingest <your files> --index {folder} --rebuild"
+        current = _read_current(folder)
+        if current is None:
+            raise IndexNotFound(f"no index in {folder} (no {CURRENT} file); build one with: rag ingest seeds/ --index {folder}")
+        gen = folder / current
+        try:
+            manifest = json.loads((gen / "manifest.json").read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise IndexCorrupt(f"index {gen} has no readable manifest.json ({exc}); {rebuild}") from exc
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise IndexMismatch(f"index {gen} has format version {manifest.get('format_version')}, this program reads {FORMAT_VERSION}; {rebuild}")
+        if model is not None and manifest["model"].get("checksum") != model.get("checksum"):
+            raise IndexMismatch(
+                f"index {gen} was built with embedding model {manifest['model'].get('id')} "
+                f"(checksum {str(manifest['model'].get('checksum'))[:12]}), not the loaded {model.get('id')} "
+                f"(checksum {str(model.get('checksum'))[:12]}); {rebuild}"
+            )
+        stored = _settings_from_dict(manifest["settings"], dense_kind=(settings or IndexSettings()).dense_kind)
+        if settings is not None and stored.as_dict() != settings.as_dict():
+            raise IndexMismatch(
+                f"index {gen} was built with settings {json.dumps(stored.as_dict(), sort_keys=True)}, "
+                f"but {json.dumps(settings.as_dict(), sort_keys=True)} were asked for; {rebuild}"
+            )
+        if verify:
+            for name, digest in manifest.get("files", {}).items():
+                path = gen / name
+                if not path.is_file() or _sha256(path) != digest:
+                    raise IndexCorrupt(f"index file {path} is missing or does not match its manifest; {rebuild}")
+        try:
+            docs = [_doc_from_record(json.loads(line)) for line in (gen / "documents.jsonl").read_text(encoding="utf-8").splitlines() if line]
+            arrays = np.load(gen / "chunks.npz", allow_pickle=False)
+            vectors = np.load(gen / "vectors.npy", allow_pickle=False)
+        except (OSError, ValueError, KeyError) as exc:
+            raise IndexCorrupt(f"index {gen} cannot be read ({exc}); {rebuild}") from exc
+        documents = {d.id: d for d in docs}
+        chunks = []
+        for key, row, ordinal, start, end in zip(arrays["key"], arrays["doc"], arrays["ordinal"], arrays["start"], arrays["end"], strict=True):
+            doc = docs[int(row)]
+            chunks.append(Chunk(int(key), doc.id, int(ordinal), int(start), int(end), doc.text[int(start) : int(end)]))
+        index = cls(
+            settings=stored,
+            model=manifest["model"],
+            documents=documents,
+            chunks=chunks,
+            vectors=vectors,
+            next_key=int(manifest["next_key"]),
+            generation=int(manifest["generation"]),
+            checksums={k: v["checksum"] for k, v in manifest["documents"].items()},
+        )
+        index.key_to_row = {c.key: i for i, c in enumerate(chunks)}
+        dense_info = manifest["dense_index"]
+        index.dense = DenseIndex.load(gen / "dense.faiss", dense_info["kind"], int(manifest["model"]["dim"]), dense_info["params"])
+        index.lexical = BM25Index(stored.lexical).load(gen / "bm25", len(chunks))
+        if index.dense.size != len(chunks) or len(vectors) != len(chunks):
+            raise IndexCorrupt(f"index {gen} holds {len(chunks)} chunks but {index.dense.size} vectors; {rebuild}")
+        return index
+
+
+def index_exists(folder: str | Path) -> bool:
+    return _read_current(Path(folder)) is not None
+
+
+def _settings_from_dict(data: dict[str, Any], dense_kind: str) -> IndexSettings:
+    return IndexSettings(
+        chunker=ChunkerSettings(**data["chunker"]),
+        lexical=LexicalSettings(**data["lexical"]),
+        title_in_text=bool(data["title_in_text"]),
+        dense_kind=dense_kind,
+    )
+
+
+def _embed(embedder, texts: Sequence[str], progress: Progress | None) -> Embeddings:
+    parts = []
+    for i in range(0, len(texts), EMBED_BATCH):
+        parts.append(embedder.encode(texts[i : i + EMBED_BATCH]))
+        if progress:
+            progress(min(i + EMBED_BATCH, len(texts)), len(texts))
+    if not parts:
+        return np.zeros((0, embedder.dim), dtype=np.float32)
+    return np.concatenate(parts).astype(np.float32, copy=False)
+
+
+def _doc_record(doc: Document) -> dict[str, Any]:
+    return {
+        "id": doc.id,
+        "title": doc.title,
+        "text": doc.text,
+        "url": doc.url,
+        "published": doc.published,
+        "meta": dict(doc.meta),
+        "source": doc.source,
+    }
+
+
+def _doc_from_record(rec: dict[str, Any]) -> Document:
+    return Document(
+        id=rec["id"],
+        title=rec["title"],
+        text=rec["text"],
+        url=rec.get("url"),
+        published=rec.get("published"),
+        meta=rec.get("meta") or {},
+        source=rec.get("source"),
+    )
+
+
+def _read_current(folder: Path) -> str | None:
+    try:
+        name = (folder / CURRENT).read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return name if name.startswith("gen-") and "/" not in name else None
+
+
+def _generation_number(name: str) -> int:
+    try:
+        return int(name.removeprefix("gen-"))
+    except ValueError:
+        return 0
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in folder.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as fh:
+                os.fsync(fh.fileno())
+    for path in [folder, *[p for p in folder.rglob("*") if p.is_dir()]]:
+        _fsync_dir(path)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

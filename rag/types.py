@@ -1,0 +1,109 @@
+"""The typed values that pass between stages: documents, chunks, retrieval hits and answers.
+
+Offsets are the truth: a chunk's and an answer's ``start``/``end`` index the *original* document text, so
+``document.text[start:end] == chunk.text`` (and ``== answer.text``) always holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+#: Embedding matrices: float32, shape (n, dim), rows L2-normalised.
+Embeddings = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    id: str
+    title: str
+    text: str
+    url: str | None = None
+    published: str | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)
+    source: str | None = None  # the file it was read from, when there is one
+
+    @property
+    def checksum(self) -> str:
+        """sha256 over everything that is indexed; a re-ingest with the same checksum is a no-op."""
+        payload = json.dumps(
+            [self.title, self.text, self.url, self.published, dict(self.meta)], ensure_ascii=False, sort_keys=True
+        )
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """A span of a document: ``document.text[start:end] == text``."""
+
+    key: int  # int64 id, unique in an index (the FAISS id)
+    doc_id: str
+    ordinal: int  # position of the chunk inside its document
+    start: int
+    end: int
+    text: str
+
+    @property
+    def chunk_id(self) -> str:
+        return f"{self.doc_id}#{self.ordinal}"
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """A retrieved chunk with its fused score and the evidence from each retriever."""
+
+    chunk: Chunk
+    score: float
+    dense_score: float | None = None  # cosine similarity, when the dense retriever found it
+    lexical_score: float | None = None  # BM25, when the lexical retriever found it
+    dense_rank: int | None = None  # 1-based
+    lexical_rank: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """An extracted span with its citation; ``context[context_start:context_end] == text``."""
+
+    text: str
+    score: float  # calibrated probability that the answer is right, in [0, 1]
+    doc_id: str
+    title: str
+    start: int  # into the document text
+    end: int
+    context: str  # the passage around the answer
+    context_start: int  # into ``context``
+    context_end: int
+    chunk_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AskResult:
+    question: str
+    no_answer: bool
+    answers: tuple[Answer, ...]
+    hits: tuple[Hit, ...]
+    timings_ms: Mapping[str, float]
+    titles: Mapping[str, str] = field(default_factory=dict)  # doc id -> title, for the hits
+
+
+@dataclass(frozen=True, slots=True)
+class IngestReport:
+    """What an ingest did: documents added, replaced, unchanged, deleted, and the inputs it skipped."""
+
+    added: tuple[str, ...] = ()
+    replaced: tuple[str, ...] = ()
+    unchanged: tuple[str, ...] = ()
+    deleted: tuple[str, ...] = ()
+    skipped: tuple[tuple[str, str], ...] = ()  # (file or record, reason)
+    chunks_embedded: int = 0
+    seconds: float = 0.0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.replaced or self.deleted)
