@@ -234,6 +234,11 @@ def train_reader(
     train(config, log=lambda m: err.print(escape(m)))
 
 
+from rag.evaluation.command import eval_command  # noqa: E402
+
+app.command("eval")(eval_command)
+
+
 def main() -> None:  # pragma: no cover
     try:
         app()
