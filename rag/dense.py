@@ -20,6 +20,10 @@ from rag.types import Embeddings
 KINDS = ("auto", "flat", "ivf-sq8", "ivf-pq", "hnsw")
 #: Below this many vectors exact search costs under ~1 ms per query on 2 cores: no reason to approximate.
 AUTO_FLAT_LIMIT = 200_000
+#: An IVF index needs this many training vectors per list; below that the index stays exact.
+MIN_TRAIN_PER_LIST = 8
+#: An IVF index is retrained (rebuilt) once the corpus has grown this much since its training.
+RETRAIN_GROWTH = 4
 
 
 def choose_kind(kind: str, n: int) -> str:
@@ -53,6 +57,8 @@ class DenseIndex:
         dim = vectors.shape[1]
         kind = choose_kind(kind, len(vectors))
         merged = {**default_params(kind, len(vectors)), **params}
+        if kind.startswith("ivf") and len(vectors) < MIN_TRAIN_PER_LIST * merged["nlist"]:
+            kind, merged = "flat", {}  # too few vectors to train the coarse quantizer: exact search is cheap anyway
         if kind == "flat":
             index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
         elif kind in ("ivf-sq8", "ivf-pq"):
@@ -69,6 +75,7 @@ class DenseIndex:
                 rng = np.random.default_rng(0)
                 sample = vectors[rng.choice(len(vectors), limit, replace=False)]
             ivf.train(np.ascontiguousarray(sample))
+            merged["trained_on"] = len(vectors)
             ivf.nprobe = merged["nprobe"]
             index = ivf  # IVF indexes carry ids themselves
         elif kind == "hnsw":

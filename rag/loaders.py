@@ -171,11 +171,13 @@ def html_to_document(html: str, *, doc_id: str, source: str | None) -> Document:
     if soup.title and soup.title.get_text(strip=True):
         title = title or soup.title.get_text(" ", strip=True)
     root = soup.find("article") or soup.find("main") or soup.body or soup
+    for br in root.find_all("br"):
+        br.replace_with("\n")
     blocks = []
     for el in root.find_all(["h1", "h2", "h3", "h4", "p", "li", "blockquote", "pre", "td"]):
         if el.find(["p", "li", "blockquote"]):  # only leaf blocks, so nothing is said twice
             continue
-        piece = " ".join(el.get_text(" ", strip=True).split())
+        piece = " ".join(el.get_text().split())
         if piece:
             blocks.append(piece)
     if not blocks:

@@ -174,7 +174,14 @@ class CorpusIndex:
     ) -> None:
         keys = np.array([c.key for c in self.chunks], dtype=np.int64)
         self.key_to_row = {int(k): i for i, k in enumerate(keys)}
-        reuse = previous is not None and previous.dense is not None and previous.dense.kind.startswith("ivf")
+        from rag.dense import RETRAIN_GROWTH
+
+        prev = previous.dense if previous is not None else None
+        reuse = (
+            prev is not None
+            and prev.kind.startswith("ivf")
+            and len(self.chunks) <= RETRAIN_GROWTH * prev.params.get("trained_on", 0)
+        )
         if reuse and previous is not None and previous.dense is not None:
             import faiss
 

@@ -1,0 +1,178 @@
+"""The HTTP contract, through httpx against the app (Starlette's TestClient is an httpx client over ASGI)."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from fastapi.testclient import TestClient
+
+from rag.engine import Engine
+from service.main import create_app
+from tests.conftest import make_settings
+
+SEED_ID = "000_9ac6261989c5b459"
+KEY = "s3cret-key"
+
+
+@pytest.fixture
+def engine_factory(tmp_path, seed_index_dir, embedder, heuristic_pipeline):
+    def make(**overrides):
+        folder = tmp_path / "index"
+        if not folder.exists():
+            shutil.copytree(seed_index_dir, folder)
+        settings = make_settings(folder, reader="heuristic", **overrides)
+        engine = Engine(settings, embedder, heuristic_pipeline)
+        engine.reload()
+        return settings, engine
+
+    return make
+
+
+@pytest.fixture
+def client(engine_factory):
+    settings, engine = engine_factory(api_key=KEY)
+    return TestClient(create_app(settings, engine=engine))
+
+
+def assert_error(response, status, *fragments):
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"} and body["error"]["code"] and body["error"]["message"]
+    for fragment in fragments:
+        assert fragment in body["error"]["message"]
+
+
+def test_ask_returns_a_cited_span(client):
+    r = client.post("/ask", json={"question": "How many troops are in US Forces Korea?"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert set(body) == {"question", "no_answer", "answers", "passages", "timings_ms"}
+    assert body["no_answer"] is False
+    top = body["answers"][0]
+    assert "28,500" in top["text"]
+    assert 0.0 <= top["score"] <= 1.0
+    doc = client.get(f"/documents/{top['document_id']}").json()
+    start, end = top["document_offset"]["start"], top["document_offset"]["end"]
+    assert doc["text"][start:end] == top["text"]
+    c = top["context_offset"]
+    assert top["context"][c["start"] : c["end"]] == top["text"]
+    assert len(body["passages"]) == 5
+    for p in body["passages"]:
+        assert doc["text"][p["document_offset"]["start"] : p["document_offset"]["end"]] == p["text"]
+    assert body["timings_ms"]["total"] > 0
+
+
+def test_search_returns_passages_with_offsets(client):
+    r = client.get("/search", params={"q": "tariff on imports from China", "k": 3})
+    assert r.status_code == 200
+    passages = r.json()["passages"]
+    assert len(passages) == 3
+    assert "60 per cent tariff" in passages[0]["text"]
+    assert passages[0]["score"] >= passages[1]["score"] >= passages[2]["score"]
+
+
+def test_documents_list_and_get(client, seed_text):
+    listing = client.get("/documents").json()
+    assert listing["count"] == 1 and listing["documents"][0]["id"] == SEED_ID
+    assert listing["documents"][0]["chunks"] > 5
+    doc = client.get(f"/documents/{SEED_ID}").json()
+    assert doc["text"] == seed_text and doc["published"] == "November 8, 2024"
+    assert_error(client.get("/documents/unknown-id"), 404, "unknown-id")
+    assert_error(client.get("/documents/a%20b"), 422, "not allowed")
+
+
+def test_writes_need_the_key_and_are_visible_to_the_next_query(client):
+    new = {"documents": [{"id": "penguins", "title": "Penguins", "text": "Emperor penguins breed in Antarctica in winter."}]}
+    assert_error(client.post("/documents", json=new), 401, "Authorization")
+    assert_error(client.post("/documents", json=new, headers={"Authorization": "Bearer wrong"}), 403, "not valid")
+    auth = {"Authorization": f"Bearer {KEY}"}
+    r = client.post("/documents", json=new, headers=auth)
+    assert r.status_code == 200, r.text
+    assert r.json()["added"] == ["penguins"] and r.json()["chunks_embedded"] == 1
+    hits = client.get("/search", params={"q": "Where do emperor penguins breed?", "k": 1}).json()["passages"]
+    assert hits[0]["document_id"] == "penguins"
+    again = client.post("/documents", json=new, headers=auth).json()
+    assert again["unchanged"] == ["penguins"] and again["chunks_embedded"] == 0
+    assert_error(client.delete("/documents/penguins"), 401)
+    assert client.delete("/documents/penguins", headers=auth).json()["deleted"] == ["penguins"]
+    hits = client.get("/search", params={"q": "Where do emperor penguins breed?", "k": 3}).json()["passages"]
+    assert all(h["document_id"] != "penguins" for h in hits)
+    assert_error(client.delete("/documents/penguins", headers=auth), 404)
+
+
+def test_bad_documents_are_reported_and_good_ones_kept(client):
+    auth = {"Authorization": f"Bearer {KEY}"}
+    batch = {"documents": [
+        {"id": "ok", "title": "Fine", "text": "A fine document."},
+        {"id": "ok", "title": "Dup", "text": "Same id again."},
+    ]}
+    r = client.post("/documents", json=batch, headers=auth).json()
+    assert r["added"] == ["ok"] and "duplicate id" in r["skipped"][0]["reason"]
+    assert_error(client.post("/documents", json={"documents": [{"text": "   "}]}, headers=auth), 422, "empty")
+    assert_error(client.post("/documents", json={"documents": [{"id": "../etc", "text": "x"}]}, headers=auth), 422)
+    assert client.get("/documents").json()["count"] == 2
+
+
+def test_writes_are_refused_without_a_configured_key(engine_factory):
+    settings, engine = engine_factory()
+    c = TestClient(create_app(settings, engine=engine))
+    assert_error(c.post("/documents", json={"documents": [{"text": "x"}]}), 403, "RAG_API_KEY")
+    settings, engine = engine_factory(allow_open_writes=True)
+    c = TestClient(create_app(settings, engine=engine))
+    assert c.post("/documents", json={"documents": [{"text": "Open write."}]}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({"question": ""}, "question"),
+        ({"question": "   \n "}, "empty"),
+        ({"question": "x" * 1001}, "at most 1000"),
+        ({"question": "bad \x07 bell"}, "control characters"),
+        ({"question": 42}, "string"),
+        ({}, "field required"),
+        ({"question": "ok?", "extra": 1}, "unknown field"),
+        ({"question": "ok?", "top_k": 0}, "top_k"),
+        ({"question": "ok?", "top_k": 51}, "top_k"),
+        ({"question": "ok?", "top_k": "five"}, "top_k"),
+    ],
+)
+def test_bad_questions_get_a_clear_422(client, body, fragment):
+    assert_error(client.post("/ask", json=body), 422, fragment)
+
+
+def test_malformed_bodies(client):
+    assert_error(client.post("/ask", content=b"{not json", headers={"content-type": "application/json"}), 422, "JSON")
+    assert_error(
+        client.post("/ask", content=b'{"question": "\xff\xfe"}', headers={"content-type": "application/json"}),
+        400,
+        "UTF-8",
+    )
+    huge = b'{"question": "' + b"a" * (21 * 1024 * 1024) + b'"}'
+    assert_error(client.post("/ask", content=huge, headers={"content-type": "application/json"}), 413, "limit")
+    assert_error(client.get("/search", params={"q": "x", "k": 0}), 422, "k")
+    assert_error(client.get("/search"), 422, "q")
+
+
+def test_health_and_readiness(client, engine_factory, tmp_path):
+    assert client.get("/healthz").json()["status"] == "ok"
+    ready = client.get("/readyz").json()
+    assert ready["status"] == "ready" and ready["documents"] == 1
+    settings, engine = engine_factory()
+    settings = make_settings(tmp_path / "empty", reader="heuristic")
+    engine = Engine(settings, engine.embedder, engine.pipeline)
+    engine.reload()
+    c = TestClient(create_app(settings, engine=engine))
+    r = c.get("/readyz")
+    assert r.status_code == 503 and "rag ingest" in r.json()["detail"]
+    assert_error(c.post("/ask", json={"question": "anything?"}), 503, "index")
+
+
+def test_openapi_and_page(client):
+    schema = client.get("/openapi.json").json()
+    assert {"/ask", "/search", "/documents", "/documents/{doc_id}", "/healthz", "/readyz"} <= set(schema["paths"])
+    assert client.get("/").headers["content-type"].startswith("text/html")
+    assert client.get("/docs").status_code == 200
+    metrics = client.get("/metrics").text
+    assert "rag_index_chunks" in metrics and "rag_requests_total" in metrics

@@ -1,0 +1,191 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from rag.chunking import ChunkerSettings
+from rag.embedding import Embedder, model_checksum
+from rag.errors import DocumentNotFound, IndexCorrupt, IndexMismatch, IndexNotFound
+from rag.retrieval import retrieve
+from rag.store import CorpusIndex, IndexSettings
+from rag.types import Document
+
+
+class CountingEmbedder:
+    """The real embedder, counting how many texts it was asked to embed."""
+
+    def __init__(self, inner: Embedder) -> None:
+        self.inner = inner
+        self.dim = inner.dim
+        self.embedded = 0
+
+    def token_offsets(self, texts):
+        return self.inner.token_offsets(texts)
+
+    def encode(self, texts, progress=False):
+        self.embedded += len(texts)
+        return self.inner.encode(texts)
+
+
+@pytest.fixture
+def model(embedder):
+    return {"id": embedder.model_id, "checksum": model_checksum(), "dim": embedder.dim}
+
+
+def doc(i: int, extra: str = "") -> Document:
+    return Document(
+        id=f"d{i}",
+        title=f"Title {i}",
+        text=f"Document {i} talks about topic {i}. " * 5 + extra,
+    )
+
+
+def search_ids(index, embedder, query, k=3):
+    return [h.chunk.chunk_id for h in retrieve(index, query, embedder.encode_query(query), k)]
+
+
+def test_add_replace_delete_only_embed_what_changed(embedder, model):
+    counting = CountingEmbedder(embedder)
+    empty = CorpusIndex.empty(IndexSettings(), model)
+    one, report = empty.apply([doc(1), doc(2)], embedder=counting)
+    assert report.added == ("d1", "d2") and counting.embedded == len(one.chunks) > 0
+
+    before = counting.embedded
+    two, report = one.apply([doc(1), doc(2), doc(3)], embedder=counting)
+    assert report.unchanged == ("d1", "d2") and report.added == ("d3",)
+    assert counting.embedded - before == len(two.chunks_of("d3"))
+
+    before = counting.embedded
+    three, report = two.apply([doc(2, extra="Penguins live in Antarctica.")], embedder=counting)
+    assert report.replaced == ("d2",)
+    assert counting.embedded - before == len(three.chunks_of("d2"))
+    assert "Penguins" in three.get("d2").text
+    # Unchanged documents keep their vectors, bit for bit.
+    for c in three.chunks_of("d1"):
+        assert np.array_equal(three.vectors[three.key_to_row[c.key]], two.vectors[two.key_to_row[c.key]])
+    assert search_ids(three, embedder, "Where do penguins live?", 1) == ["d2#" + str(len(three.chunks_of("d2")) - 1)]
+
+    four, report = three.apply(deletes=["d2"], embedder=counting)
+    assert report.deleted == ("d2",) and "d2" not in four.documents
+    assert all(c.doc_id != "d2" for c in four.chunks)
+    assert four.dense.size == len(four.chunks) == four.lexical.size
+    assert not any(i.startswith("d2#") for i in search_ids(four, embedder, "penguins Antarctica", 5))
+    with pytest.raises(DocumentNotFound):
+        four.apply(deletes=["nope"], embedder=counting)
+    # The old snapshots are untouched (copy-on-write).
+    assert "d2" in three.documents and len(two.documents) == 3
+
+
+def test_reingesting_unchanged_documents_is_a_no_op(embedder, model, tmp_path):
+    index, _ = CorpusIndex.empty(IndexSettings(), model).apply([doc(1)], embedder=embedder)
+    index.save(tmp_path)
+    same, report = index.apply([doc(1)], embedder=embedder)
+    assert same is index and not report.changed and report.unchanged == ("d1",)
+
+
+def test_save_and_load_round_trip(embedder, model, tmp_path, seed_text):
+    docs = [doc(1), Document(id="seed", title="Seed", text=seed_text)]
+    index, _ = CorpusIndex.empty(IndexSettings(), model).apply(docs, embedder=embedder)
+    index.save(tmp_path)
+    loaded = CorpusIndex.load(tmp_path, settings=IndexSettings(), model=model)
+    assert loaded.documents == index.documents
+    assert loaded.chunks == index.chunks
+    assert np.array_equal(loaded.vectors, index.vectors)
+    for c in loaded.chunks:
+        assert loaded.get(c.doc_id).text[c.start : c.end] == c.text
+    query = "How many troops are in US Forces Korea?"
+    assert search_ids(loaded, embedder, query, 5) == search_ids(index, embedder, query, 5)
+    manifest = json.loads((tmp_path / (tmp_path / "CURRENT").read_text().strip() / "manifest.json").read_text())
+    assert manifest["format_version"] == 1
+    assert manifest["model"]["checksum"] == model["checksum"] and manifest["model"]["dim"] == 384
+    assert manifest["settings"]["chunker"]["max_tokens"] == 200
+    assert manifest["documents"]["seed"]["checksum"] == docs[1].checksum
+    assert set(manifest["files"]) >= {"vectors.npy", "dense.faiss", "chunks.npz", "documents.jsonl"}
+    assert manifest["dense_index"]["kind"] == "flat"
+
+
+def test_a_new_save_replaces_the_generation_and_cleans_up(embedder, model, tmp_path):
+    index, _ = CorpusIndex.empty(IndexSettings(), model).apply([doc(1)], embedder=embedder)
+    index.save(tmp_path)
+    index2, _ = index.apply([doc(2)], embedder=embedder)
+    index2.save(tmp_path)
+    gens = sorted(p.name for p in tmp_path.glob("gen-*"))
+    assert gens == [(tmp_path / "CURRENT").read_text().strip()]
+    assert set(CorpusIndex.load(tmp_path).documents) == {"d1", "d2"}
+
+
+def test_mismatched_settings_or_model_are_refused_with_a_rebuild_hint(embedder, model, tmp_path):
+    index, _ = CorpusIndex.empty(IndexSettings(), model).apply([doc(1)], embedder=embedder)
+    index.save(tmp_path)
+    other = IndexSettings(chunker=ChunkerSettings(max_tokens=100))
+    with pytest.raises(IndexMismatch, match="rebuild it with: rag ingest"):
+        CorpusIndex.load(tmp_path, settings=other, model=model)
+    with pytest.raises(IndexMismatch, match="embedding model"):
+        CorpusIndex.load(tmp_path, settings=IndexSettings(), model={**model, "checksum": "0" * 64})
+
+
+def test_missing_and_corrupt_indexes_say_so(embedder, model, tmp_path):
+    with pytest.raises(IndexNotFound, match="rag ingest"):
+        CorpusIndex.load(tmp_path / "nothing")
+    index, _ = CorpusIndex.empty(IndexSettings(), model).apply([doc(1)], embedder=embedder)
+    gen = index.save(tmp_path)
+    (gen / "vectors.npy").write_bytes(b"garbage")
+    with pytest.raises(IndexCorrupt, match="does not match its manifest"):
+        CorpusIndex.load(tmp_path)
+    (gen / "manifest.json").write_text("{")
+    with pytest.raises(IndexCorrupt, match="manifest"):
+        CorpusIndex.load(tmp_path)
+
+
+def test_an_interrupted_save_leaves_the_previous_generation_live(embedder, model, tmp_path):
+    index, _ = CorpusIndex.empty(IndexSettings(), model).apply([doc(1)], embedder=embedder)
+    index.save(tmp_path)
+    # A writer that died half-way leaves a temporary folder and never switched CURRENT.
+    stray = tmp_path / ".tmp-gen-000002-999"
+    stray.mkdir()
+    (stray / "vectors.npy").write_bytes(b"half")
+    assert set(CorpusIndex.load(tmp_path).documents) == {"d1"}
+    index2, _ = index.apply([doc(2)], embedder=embedder)
+    index2.save(tmp_path)
+    assert not stray.exists()
+
+
+class HashEmbedder:
+    """Deterministic pseudo-random unit vectors per text: fast, for structural tests of big indexes."""
+
+    dim = 384
+
+    def token_offsets(self, texts):
+        import re
+
+        return [[(m.start(), m.end()) for m in re.finditer(r"\S+", t)] for t in texts]
+
+    def encode(self, texts, progress=False):
+        import hashlib
+
+        rows = []
+        for t in texts:
+            seed = int.from_bytes(hashlib.sha256(t.encode()).digest()[:8], "little")
+            v = np.random.default_rng(seed).standard_normal(self.dim).astype(np.float32)
+            rows.append(v / np.linalg.norm(v))
+        return np.stack(rows) if rows else np.zeros((0, self.dim), np.float32)
+
+
+def test_approximate_index_kinds_support_incremental_changes(model):
+    fake = HashEmbedder()
+    settings = IndexSettings(dense_kind="ivf-sq8")
+    small, _ = CorpusIndex.empty(settings, model).apply([doc(1)], embedder=fake)
+    assert small.dense.kind == "flat"  # too few vectors to train IVF lists
+    docs = [Document(id=f"d{i}", title="", text=f"Short text {i}.") for i in range(1500)]
+    index, _ = CorpusIndex.empty(settings, model).apply(docs, embedder=fake)
+    assert index.dense.kind == "ivf-sq8" and index.dense.size == 1500
+    trained = index.dense.params["trained_on"]
+    new = Document(id="new", title="", text="Penguins live in Antarctica.")
+    index2, _ = index.apply([new], ["d0"], embedder=fake)
+    assert index2.dense.params["trained_on"] == trained  # updated in place, not retrained
+    assert index2.dense.size == len(index2.chunks) == 1500
+    keys, _ = index2.dense.search(fake.encode([new.text]), 1)
+    assert index2.chunk(int(keys[0])).doc_id == "new"
+    assert index.dense.size == 1500  # the previous snapshot's index was not touched
