@@ -29,5 +29,12 @@ serve: install index
 test: install
 	$(BIN)/python -m pytest
 
+# Seed gold set, SQuAD 2.0 validation (35 articles + seed) and SciFact test, for both readers.
+eval: install
+	SHARED=$(SHARED) eval/run_all.sh
+
+eval-quick: install
+	SHARED=$(SHARED) LIMIT=200 eval/run_all.sh
+
 clean-index:
 	rm -rf $(INDEX)/CURRENT $(INDEX)/gen-* $(INDEX)/.tmp-*

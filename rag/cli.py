@@ -73,7 +73,7 @@ def ingest(
     for item, reason in loaded.skipped:
         err.print(f"[yellow]skipped[/yellow] {escape(item)}: {escape(reason)}")
     try:
-        engine = Engine(settings, Embedder().load())
+        engine = Engine(settings, Embedder(backend=settings.embed_backend, threads=settings.threads).load())
         if rebuild:
             import shutil
 
@@ -232,6 +232,29 @@ def train_reader(
         max_questions=max_questions,
     )
     train(config, log=lambda m: err.print(escape(m)))
+
+
+@app.command("fit-calibration")
+def fit_calibration(
+    reader: Annotated[str, typer.Option(help="trained or heuristic")] = "trained",
+    squad: Annotated[Path, typer.Option(help="SQuAD 2.0 JSON (only held-out training articles are used)")] = Path(
+        "../shared/data/squad-v2.0-dev/dev-v2.0.json"
+    ),
+    seeds: Annotated[Path, typer.Option(help="The seed articles")] = Path("seeds"),
+    reader_dir: Annotated[Path | None, typer.Option(help="Reader folder [default: the shipped reader]")] = None,
+    cache: Annotated[Path, typer.Option(help="Where the calibration corpus index is kept")] = Path("eval/.cache/calibration"),
+) -> None:
+    """Fit the answer/no-answer calibrator for a reader on held-out training articles."""
+    from rag.pipeline import QAPipeline
+    from rag.reader.fit_calibration import fit
+    from rag.reader.model import DEFAULT_READER_DIR
+
+    folder = reader_dir or DEFAULT_READER_DIR
+    try:
+        pipeline = QAPipeline.load(reader, reader_dir=folder)
+    except RagError as exc:
+        raise _fail(exc) from None
+    fit(pipeline, str(squad), seeds, folder / f"calibration-{reader}.json", cache=cache, log=lambda m: err.print(escape(m)))
 
 
 from rag.evaluation.command import eval_command  # noqa: E402

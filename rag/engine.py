@@ -49,7 +49,7 @@ class Engine:
     def open(cls, settings: Settings, *, create: bool = False, read: bool = True) -> Engine:
         """Load models and the index. A missing or broken index is remembered in ``load_error`` (unless
         ``create`` asks for an empty one), so that a service can start and say why it is not ready."""
-        embedder = Embedder().load()
+        embedder = Embedder(backend=settings.embed_backend, threads=settings.threads).load()
         pipeline = None
         if read:
             pipeline = QAPipeline.load(
@@ -59,6 +59,7 @@ class Engine:
                 settings=settings.ask_settings(),
                 threads=settings.threads,
                 embedder=embedder,
+                backend=settings.reader_backend,
             )
         engine = cls(settings, embedder, pipeline)
         engine.reload(create=create)

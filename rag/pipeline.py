@@ -64,6 +64,7 @@ class QAPipeline:
         settings: AskSettings = AskSettings(),
         threads: int | None = None,
         embedder: Embedder | None = None,
+        backend: str = "onnx",
     ) -> QAPipeline:
         from rag.reader.model import DEFAULT_READER_DIR
 
@@ -72,7 +73,7 @@ class QAPipeline:
         if reader_kind == "trained":
             from rag.reader.model import SpanReader
 
-            reader = SpanReader.load(folder, threads=threads)
+            reader = SpanReader.load(folder, threads=threads, backend=backend)
         elif reader_kind == "heuristic":
             from rag.reader.heuristic import HeuristicReader
 

@@ -27,7 +27,9 @@ class Settings(BaseSettings):
 
     reader: Literal["trained", "heuristic"] = Field("trained", description="Answer extractor")
     reader_dir: Path | None = Field(None, description="Folder of reader weights (default: the shipped reader)")
-    threads: int | None = Field(None, ge=1, le=64, description="Torch threads (default: all cores)")
+    threads: int | None = Field(None, ge=1, le=64, description="Threads per model pass (default: all cores)")
+    embed_backend: Literal["onnx", "onnx-int8", "torch"] = Field("onnx", description="Embedding runtime")
+    reader_backend: Literal["onnx", "torch"] = Field("onnx", description="Reader runtime")
 
     top_k: int = Field(5, ge=1, le=50, description="Passages returned by /ask when the request gives none")
     read_k: int = Field(5, ge=1, le=20, description="Passages the reader reads per question")

@@ -25,10 +25,12 @@ class Gate:
         self.running = 0
         self.rejected = 0
         self._sem: asyncio.Semaphore | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def run(self, fn: Callable[..., T], *args, **kwargs) -> T:
-        if self._sem is None:
-            self._sem = asyncio.Semaphore(self.concurrency)
+        loop = asyncio.get_running_loop()
+        if self._sem is None or self._loop is not loop:  # one semaphore per event loop (uvicorn has one)
+            self._sem, self._loop = asyncio.Semaphore(self.concurrency), loop
         if self._sem.locked() and self.waiting >= self.max_queue:
             self.rejected += 1
             raise ApiError(503, "the service is busy; retry shortly", "overloaded", headers={"Retry-After": "1"})

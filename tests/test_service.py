@@ -8,6 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from rag.engine import Engine
+from rag.pipeline import AskSettings, QAPipeline
 from service.main import create_app
 from tests.conftest import make_settings
 
@@ -17,12 +18,18 @@ KEY = "s3cret-key"
 
 @pytest.fixture
 def engine_factory(tmp_path, seed_index_dir, embedder, heuristic_pipeline):
+    # The contract is under test here, not the answer/no-answer decision: always answer.
+    p = heuristic_pipeline
+    answering = QAPipeline(
+        embedder, p.reader, p.calibrator, reader_kind="heuristic", settings=AskSettings(no_answer_threshold=0.0)
+    )
+
     def make(**overrides):
         folder = tmp_path / "index"
         if not folder.exists():
             shutil.copytree(seed_index_dir, folder)
         settings = make_settings(folder, reader="heuristic", **overrides)
-        engine = Engine(settings, embedder, heuristic_pipeline)
+        engine = Engine(settings, embedder, answering)
         engine.reload()
         return settings, engine
 

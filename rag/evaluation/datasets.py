@@ -139,7 +139,9 @@ def load_gold(path: str | Path, split: str | None = None) -> GoldSet:
     fmt = detect_format(path)
     if fmt == "jsonl":
         if split is not None:
-            raise ValidationError(f"--split applies to SQuAD and BEIR gold only, not to {Path(path).name}; got {split!r}")
+            raise ValidationError(
+                f"--split applies to SQuAD and BEIR gold only, not to {Path(path).name}; got {split!r}"
+            )
         return load_jsonl_gold(path)
     if fmt == "squad":
         return load_squad_gold(path, split or "validation")

@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -165,9 +165,10 @@ async def in_process(settings: Any, engine: Any = None) -> AsyncIterator[tuple[h
 
     app = create_app(settings, engine=engine)
     # ASGITransport does not run the lifespan, so run it here: it opens the engine when none was given.
-    async with app.router.lifespan_context(app), _client(
-        transport=httpx.ASGITransport(app=app), base_url="http://in-process"
-    ) as client:
+    async with (
+        app.router.lifespan_context(app),
+        _client(transport=httpx.ASGITransport(app=app), base_url="http://in-process") as client,
+    ):
         yield client, await wait_ready(client, 5)
 
 
@@ -362,9 +363,7 @@ def check_gold(gold: GoldSet, texts: Mapping[str, str | None]) -> list[str]:
         for a in item.answers:
             text = texts.get(a.document_id)
             if text is not None and text[a.start : a.end] != a.text:
-                issues.append(
-                    f"{item.id}: gold answer {a.text!r} at {a.start}-{a.end} reads {text[a.start : a.end]!r}"
-                )
+                issues.append(f"{item.id}: gold answer {a.text!r} at {a.start}-{a.end} reads {text[a.start : a.end]!r}")
     return issues
 
 
@@ -414,7 +413,8 @@ class Target:
     engine: Any = None  # a loaded rag.engine.Engine to reuse in-process (tests)
     ready_timeout_s: float = 120.0
 
-    def connect(self):
+    def connect(self) -> AbstractAsyncContextManager[tuple[httpx.AsyncClient, dict]]:
+        """An async context that yields a client for the ready service and its /readyz body."""
         if self.mode == "url":
             if not self.url:
                 raise ValueError("mode 'url' needs a url")
@@ -424,7 +424,7 @@ class Target:
             if settings is None:
                 from rag.settings import Settings
 
-                overrides = {"index_dir": self.index, "reader": self.reader}
+                overrides: dict[str, Any] = {"index_dir": self.index, "reader": self.reader}
                 settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
             return in_process(settings, self.engine)
         return served(self.index, self.reader, self.ready_timeout_s)

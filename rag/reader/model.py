@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.resources
 import json
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,7 @@ class SpanReader:
         max_length: int = 256,
         stride: int = 96,
         max_answer_tokens: int = 30,
+        session: Any = None,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -61,9 +63,16 @@ class SpanReader:
         self.max_length = max_length
         self.stride = stride
         self.max_answer_tokens = max_answer_tokens
+        self.session = session  # ONNX Runtime session; None: torch
+        self._tok_lock = threading.Lock()  # see Embedder: one Rust tokenizer, one caller at a time
+
+    @property
+    def backend(self) -> str:
+        return "torch" if self.session is None else "onnx"
 
     @classmethod
-    def load(cls, path: str | Path | None = None, *, threads: int | None = None) -> SpanReader:
+    def load(cls, path: str | Path | None = None, *, threads: int | None = None, backend: str = "onnx") -> SpanReader:
+        """Load the weights once; ``backend`` ``onnx`` (default, exported once and cached) or ``torch``."""
         import torch
         from safetensors.torch import load_file
         from transformers import AutoConfig, AutoModelForQuestionAnswering, AutoTokenizer
@@ -84,15 +93,31 @@ class SpanReader:
         tokenizer = AutoTokenizer.from_pretrained(base_model_path())
         info = json.loads((folder / "reader.json").read_text()) if (folder / "reader.json").is_file() else {}
         cfg = info.get("config", {})
+        session = None
+        if backend == "onnx":
+            from rag import onnx
+
+            onnx_path = onnx.cache_dir() / f"reader-{onnx.weights_key(weights)}.onnx"
+            if not onnx_path.is_file():
+                onnx.export(model, onnx_path, qa=True)
+            session = onnx.session(onnx_path, threads)
+        elif backend != "torch":
+            raise ModelError(f"reader backend must be onnx or torch, got {backend!r}")
         return cls(
             model,
             tokenizer,
             info=info,
             max_length=int(cfg.get("max_length", 256)),
             stride=int(cfg.get("stride", 96)),
+            session=session,
         )
 
     def logits(self, batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        if self.session is not None:
+            from rag import onnx
+
+            start, end = onnx.run(self.session, batch)
+            return start, end
         import torch
 
         with torch.inference_mode():
@@ -101,9 +126,10 @@ class SpanReader:
 
     def read(self, question: str, passages: Sequence[str], *, top_n: int = 3) -> list[PassageReading]:
         """Read all passages in one forward pass; spans are character offsets into each passage."""
-        windows = make_windows(
-            self.tokenizer, [question] * len(passages), list(passages), max_length=self.max_length, stride=self.stride
-        )
+        with self._tok_lock:
+            windows = make_windows(
+                self.tokenizer, [question] * len(passages), list(passages), max_length=self.max_length, stride=self.stride
+            )
         if not windows:
             return [PassageReading((), 0.0) for _ in passages]
         starts, ends = self.logits(pad_batch(windows))

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The evaluation `make eval` runs: the seed gold set and the SQuAD 2.0 validation articles for each reader,
+# SciFact (BEIR) retrieval once, then the table in eval/results/README.md.
+#
+#   SHARED=../shared            where data/ lies (squad-v2.0-dev/, scifact/)
+#   READERS="trained heuristic" readers to evaluate (SciFact uses /search only, so it runs once)
+#   LIMIT=                      a fixed sample of N questions per set, for a quick run (empty: all)
+#   CONCURRENCY=4               requests in flight
+#   RESULTS=eval/results        where run folders and README.md go; CACHE=eval/.cache for the indexes
+#
+# Indexes are built under eval/.cache/ (incrementally: an unchanged corpus is not embedded again), never in
+# index/, which is the one `make serve` serves.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+RAG=.venv/bin/rag
+SHARED=${SHARED:-../shared}
+DATA=$SHARED/data
+READERS=${READERS:-trained heuristic}
+CONCURRENCY=${CONCURRENCY:-4}
+CACHE=${CACHE:-eval/.cache}
+RESULTS=${RESULTS:-eval/results}
+
+SQUAD=$DATA/squad-v2.0-dev/dev-v2.0.json
+SCIFACT=$DATA/scifact
+for needed in "$SQUAD" "$SCIFACT/corpus.jsonl" "$SCIFACT/queries.jsonl" "$SCIFACT/qrels/test.tsv"; do
+    if [[ ! -e $needed ]]; then
+        echo "run_all.sh: $needed is missing (set SHARED=... to the folder holding data/)" >&2
+        exit 2
+    fi
+done
+
+common=(--concurrency "$CONCURRENCY")
+if [[ -n ${LIMIT:-} ]]; then
+    common+=(--limit "$LIMIT")
+fi
+
+for reader in $READERS; do
+    echo "== seed gold, $reader reader"
+    "$RAG" eval eval/gold/seed.jsonl --reader "$reader" \
+        --index "$CACHE/index-seed" --corpus seeds/ \
+        --out "$RESULTS/seed-$reader" "${common[@]}"
+
+    echo "== SQuAD 2.0 validation articles, $reader reader"
+    "$RAG" eval "$SQUAD" --split validation --reader "$reader" \
+        --index "$CACHE/index-squad" --corpus "$SQUAD" --corpus seeds/ \
+        --out "$RESULTS/squad-validation-$reader" "${common[@]}"
+done
+
+echo "== SciFact test queries (retrieval only)"
+# /search does not read, so the heuristic reader (no weights needed) keeps start-up short.
+"$RAG" eval "$SCIFACT" --split test --reader heuristic \
+    --index "$CACHE/index-scifact" --corpus "$SCIFACT/corpus.jsonl" \
+    --out "$RESULTS/scifact-test" "${common[@]}"
+
+.venv/bin/python -c 'import sys; from rag.evaluation.report import write_results_table as w; print(w(sys.argv[1]))' "$RESULTS"

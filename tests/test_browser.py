@@ -1,0 +1,330 @@
+"""The web page in a real browser: Debian's headless Chromium, driven by Playwright, against a real uvicorn
+serving an index of seeds/. Skipped only when chromium or playwright is not installed.
+
+The reader is the trained one when its weights exist, otherwise the heuristic one; set
+RAG_BROWSER_TEST_READER=heuristic|trained to choose.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from urllib.parse import parse_qs, quote, urlsplit
+
+import httpx
+import pytest
+
+from rag.types import Document
+from tests.conftest import ROOT, make_settings
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+try:
+    from playwright.sync_api import Page, expect, sync_playwright
+except ImportError:  # pragma: no cover - depends on the machine
+    sync_playwright = None  # type: ignore[assignment]
+
+pytestmark = [
+    pytest.mark.skipif(sync_playwright is None, reason="playwright is not installed (pip install playwright)"),
+    pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)"),
+]
+
+READER = os.environ.get("RAG_BROWSER_TEST_READER") or (
+    "trained" if (ROOT / "rag" / "reader" / "model" / "model.safetensors").exists() else "heuristic"
+)
+SCREENSHOT = ROOT / "docs" / "screenshot.png"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--no-first-run",
+    "--disable-quic",
+    "--disable-component-update",
+    "--disable-sync",
+]
+WAIT_MS = 90_000  # two slow cores and a training job beside us: be patient
+
+TROOPS = "How many troops are in US Forces Korea?"
+OFF_TOPIC = "Who won the 1966 FIFA World Cup?"
+
+# A document whose title, id and text are markup: the page must show them as text and run none of it.
+HOSTILE_ID = "odd<b>&\"id'"
+HOSTILE = Document(
+    id=HOSTILE_ID,
+    title='Marmalade <img src=x onerror="window.__xss=1"> report',
+    text=(
+        "The annual marmalade festival is held in the village of Dalemain every March.\n\n"
+        "Judges tasted <script>window.__xss=2</script> more than three thousand jars this year. "
+        'The winning jar \N{TANGERINE} <img src=x onerror="window.__xss=3"> came from Seville oranges.\n\n'
+        "Organisers said the marmalade festival would return next spring."
+    ),
+)
+HOSTILE_QUESTION = "Where is the marmalade festival held <img src=x onerror=window.__xss=4>?"
+
+
+# ------------------------------------------------------------------------------------------------ fixtures
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, seed_index_dir, embedder) -> Iterator[str]:
+    """A real uvicorn on a free port, in a thread, serving a copy of the seed index plus the hostile document."""
+    import uvicorn
+
+    from rag.engine import Engine
+    from service.main import create_app
+
+    folder = tmp_path_factory.mktemp("browser") / "index"
+    shutil.copytree(seed_index_dir, folder)
+    settings = make_settings(folder, reader=READER)
+    writer = Engine(settings, embedder)
+    writer.reload()
+    writer.upsert([HOSTILE])
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))  # the OS picks a free port; uvicorn serves on this very socket
+    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    config = uvicorn.Config(create_app(settings), log_level="warning", lifespan="on")
+    uv = uvicorn.Server(config)
+    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline or not thread.is_alive():
+                pytest.fail(f"the service at {base} did not become ready")
+            time.sleep(0.2)
+        yield base
+    finally:
+        uv.should_exit = True
+        thread.join(timeout=15)
+        sock.close()
+
+
+@pytest.fixture(scope="module")
+def browser_context(tmp_path_factory):
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium-profile")),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1200, "height": 900},
+        )
+        context.set_default_timeout(WAIT_MS)
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+@pytest.fixture
+def page(browser_context) -> Iterator[Page]:
+    """A fresh tab; script errors and Content-Security-Policy violations fail the test."""
+    tab = browser_context.new_page()
+    tab.set_viewport_size({"width": 1200, "height": 900})
+    problems: list[str] = []
+    tab.on("pageerror", lambda exc: problems.append(f"script error: {exc}"))
+    tab.on(
+        "console",
+        lambda msg: problems.append(f"console: {msg.text}") if "Content Security Policy" in msg.text else None,
+    )
+    yield tab
+    tab.close()
+    assert not problems, problems
+
+
+def ask(page: Page, question: str) -> None:
+    box = page.get_by_label("Your question")
+    box.fill(question)
+    box.press("Enter")
+    expect(page.locator("#results")).to_be_visible()
+    expect(page.locator("#results")).to_have_attribute("aria-busy", "false")
+
+
+def offsets(href: str | None) -> tuple[str, int, int]:
+    """id, start, end from a document-view link such as ``#/document?id=X&start=1&end=5``."""
+    assert href, "the link has no href"
+    fragment = urlsplit(href).fragment
+    path, _, query = fragment.partition("?")
+    assert path == "/document", href
+    params = parse_qs(query)
+    return params["id"][0], int(params["start"][0]), int(params["end"][0])
+
+
+def no_horizontal_scroll(page: Page) -> bool:
+    return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+
+
+# ------------------------------------------------------------------------------------------------ tests
+
+
+def test_answer_is_highlighted_cited_and_opens_the_document(page: Page, server: str):
+    page.goto(server + "/")
+    expect(page.get_by_role("heading", name="Ask a question")).to_be_visible()
+    assert page.evaluate("document.activeElement.id") == "question"
+
+    # Keyboard only: type, Enter.
+    page.keyboard.type(TROOPS)
+    page.keyboard.press("Enter")
+    mark = page.locator("#top-answer blockquote mark")
+    expect(mark).to_be_visible()
+    answer = page.locator("#top-answer .answer-text").inner_text()
+    assert "28,500" in mark.inner_text()
+    assert mark.inner_text() == answer
+    expect(page.locator("#top-answer .confidence")).to_have_text(re.compile(r"^\d{1,3}% confidence$"))
+    expect(page.locator("#ask-status")).to_contain_text("Answer: ")
+    expect(page.locator(".timings")).to_have_text(re.compile(r"^Took \d"))
+    assert page.locator(".passage").count() == 5
+    assert page.locator("#results").get_attribute("aria-live") == "polite"
+
+    # The citation names the document and the characters, which really hold the answer.
+    link = page.locator("#top-answer a.cite-link")
+    doc_id, start, end = offsets(link.get_attribute("href"))
+    document = httpx.get(f"{server}/documents/{doc_id}", timeout=30).json()
+    assert document["text"][start:end] == answer
+    expect(link).to_have_text(document["title"])
+    expect(page.locator("#top-answer .cite-meta")).to_contain_text(f"{doc_id} · characters {start:,}–{end:,}")
+
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT))
+
+    # Tab to the citation (it is a real link, with a visible focus ring) and open it with Enter.
+    for _ in range(12):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.classList.contains('cite-link')"):
+            break
+    else:
+        pytest.fail("the citation link is not reachable with Tab")
+    assert page.evaluate("getComputedStyle(document.activeElement).outlineStyle") != "none"
+    page.keyboard.press("Enter")
+
+    highlight = page.locator("#doc-text mark#doc-highlight")
+    expect(highlight).to_have_text(answer)
+    expect(page.locator("#doc-title")).to_have_text(document["title"])
+    expect(highlight).to_be_in_viewport()
+    expect(highlight).to_be_focused()
+    full = page.locator("#doc-text").inner_text()
+    assert full.replace("\n", "") == document["text"].replace("\n", "")
+
+    # Back returns to the answer, still there.
+    page.get_by_role("link", name="Back").click()
+    expect(page.locator("#top-answer blockquote mark")).to_have_text(answer)
+
+
+def test_off_topic_question_shows_a_result_state(page: Page, server: str):
+    page.goto(server + "/")
+    ask(page, OFF_TOPIC)
+    not_found = page.locator("#not-found")
+    expect(not_found.or_(page.locator("#top-answer"))).to_be_visible()
+    if not_found.is_visible():  # the heuristic reader may still answer: that is a result state too
+        expect(not_found).to_contain_text("Not found in the articles")
+        expect(page.locator("#ask-status")).to_have_text("Not found in the articles.")
+        assert page.locator(".passage").count() > 0  # the passages searched are still shown
+
+
+def test_api_text_is_shown_as_text_never_run(page: Page, server: str):
+    page.goto(server + "/")
+    ask(page, HOSTILE_QUESTION)
+    results = page.locator("#results")
+    expect(results.locator(".asked q")).to_have_text(HOSTILE_QUESTION)
+    expect(results).to_contain_text('Marmalade <img src=x onerror="window.__xss=1"> report')
+    assert page.locator("main img, main script").count() == 0
+
+    # The same document through the documents list and the document view.
+    page.get_by_role("link", name="Documents").click()
+    expect(page.get_by_role("heading", name="Indexed documents")).to_be_focused()
+    entry = page.get_by_role("link", name=HOSTILE.title)
+    expect(entry).to_be_visible()
+    expect(page.locator(".doc-item", has=entry)).to_contain_text(HOSTILE_ID)
+    entry.click()
+    expect(page.locator("#doc-title")).to_have_text(HOSTILE.title)
+    expect(page.locator("#doc-text")).to_contain_text("<script>window.__xss=2</script>")
+    expect(page.locator("#doc-meta")).to_contain_text(HOSTILE_ID)
+    assert page.locator("main img, main script").count() == 0
+    assert page.evaluate("window.__xss") is None
+
+    # Offsets count code points, as Python does; the emoji before "Seville" must not shift the highlight.
+    start = HOSTILE.text.index("Seville")
+    page.goto(f"{server}/#/document?id={quote(HOSTILE_ID)}&start={start}&end={start + len('Seville')}")
+    expect(page.locator("#doc-highlight")).to_have_text("Seville")
+
+
+def test_documents_view_lists_the_index(page: Page, server: str):
+    listing = httpx.get(f"{server}/documents", timeout=30).json()
+    page.goto(server + "/#/documents")
+    items = page.locator("#docs-list .doc-item")
+    expect(items).to_have_count(listing["count"])
+    expect(page.locator("#docs-summary")).to_contain_text(f"{listing['count']} documents")
+    seed = next(d for d in listing["documents"] if d["id"] != HOSTILE_ID)
+    row = page.locator(".doc-item", has=page.get_by_role("link", name=seed["title"]))
+    expect(row).to_contain_text(f"{seed['chars']:,} characters · {seed['chunks']} passages")
+    row.get_by_role("link").click()
+    expect(page.locator("#doc-title")).to_have_text(seed["title"])
+    expect(page.locator("#doc-span")).to_be_hidden()  # no span asked for, nothing highlighted
+
+
+def test_errors_are_shown_politely(page: Page, server: str):
+    page.goto(server + "/")
+    error = page.locator("#ask-error")
+
+    # While the answer is on its way the page says so, and the results are marked busy.
+    held = []
+    page.route("**/ask", lambda route: held.append(route))
+    box = page.get_by_label("Your question")
+    box.fill("anything")
+    box.press("Enter")
+    expect(page.locator("#ask-status")).to_have_text("Searching the articles…")
+    expect(page.locator("#ask-status")).to_be_visible()
+    expect(page.locator("#results")).to_have_attribute("aria-busy", "true")
+    held[0].fulfill(status=503, json={"error": {"code": "not_ready", "message": "the service is not ready"}})
+    expect(error).to_contain_text("busy or still starting up")
+    expect(page.locator("#ask-status")).to_have_text("")
+    page.unroute("**/ask")
+
+    busy = {"error": {"code": "overloaded", "message": "the service is busy; retry shortly"}}
+    page.route("**/ask", lambda route: route.fulfill(status=503, json=busy))
+    box.press("Enter")
+    expect(error).to_contain_text("busy or still starting up")
+    expect(page.locator("#results")).to_be_hidden()
+
+    page.unroute("**/ask")
+    page.route("**/ask", lambda route: route.abort("connectionrefused"))
+    box.press("Enter")
+    expect(error).to_contain_text("Could not reach the service")
+
+    # The real API's 422: the box stops at 1000 characters, so lift that limit first.
+    page.unroute("**/ask")
+    page.evaluate("document.getElementById('question').removeAttribute('maxlength')")
+    box.fill("x" * 1001)
+    box.press("Enter")
+    expect(error).to_contain_text("could not be processed")
+    expect(error).to_contain_text("question")
+
+    box.fill("   ")
+    box.press("Enter")
+    expect(error).to_contain_text("Please type a question")
+
+    page.goto(server + "/#/document?id=no-such-document")
+    expect(page.locator("#doc-error")).to_contain_text("Not found")
+
+
+def test_narrow_screen(page: Page, server: str):
+    page.set_viewport_size({"width": 380, "height": 800})
+    page.goto(server + "/")
+    assert no_horizontal_scroll(page)
+    ask(page, TROOPS)
+    expect(page.locator("#top-answer blockquote mark")).to_contain_text("28,500")
+    assert no_horizontal_scroll(page)
+    page.locator("#top-answer a.cite-link").click()
+    expect(page.locator("#doc-highlight")).to_be_in_viewport()
+    assert no_horizontal_scroll(page)
