@@ -41,6 +41,11 @@ for reader in $READERS; do
         --index "$CACHE/index-seed" --corpus seeds/ \
         --out "$RESULTS/seed-$reader" "${common[@]}"
 
+    echo "== off-topic questions over the SQuAD + seed corpus, $reader reader"
+    "$RAG" eval eval/gold/offtopic.jsonl --reader "$reader" \
+        --index "$CACHE/index-squad" --corpus "$SQUAD" --corpus seeds/ \
+        --out "$RESULTS/offtopic-$reader" "${common[@]}"
+
     echo "== SQuAD 2.0 validation articles, $reader reader"
     "$RAG" eval "$SQUAD" --split validation --reader "$reader" \
         --index "$CACHE/index-squad" --corpus "$SQUAD" --corpus seeds/ \

@@ -46,9 +46,65 @@ class Span:
 _SENTENCE_END = re.compile(r"[.!?\u2026\u3002\uff01\uff1f]+[\"'\u201d\u2019)\]\u00bb]*(?=\s)")
 _CJK_END = re.compile(r"[\u3002\uff01\uff1f]")
 _ABBREVIATIONS = frozenset(
-    "mr mrs ms dr prof sr jr st mt ft gen col lt sgt capt gov sen rep rev hon pres vs etc inc ltd co corp "
-    "jan feb mar apr jun jul aug sep sept oct nov dec no nos fig figs eq al approx dept est vol pp "
-    "e.g i.e u.s u.k u.n a.m p.m".split()
+    [
+        "mr",
+        "mrs",
+        "ms",
+        "dr",
+        "prof",
+        "sr",
+        "jr",
+        "st",
+        "mt",
+        "ft",
+        "gen",
+        "col",
+        "lt",
+        "sgt",
+        "capt",
+        "gov",
+        "sen",
+        "rep",
+        "rev",
+        "hon",
+        "pres",
+        "vs",
+        "etc",
+        "inc",
+        "ltd",
+        "co",
+        "corp",
+        "jan",
+        "feb",
+        "mar",
+        "apr",
+        "jun",
+        "jul",
+        "aug",
+        "sep",
+        "sept",
+        "oct",
+        "nov",
+        "dec",
+        "no",
+        "nos",
+        "fig",
+        "figs",
+        "eq",
+        "al",
+        "approx",
+        "dept",
+        "est",
+        "vol",
+        "pp",
+        "e.g",
+        "i.e",
+        "u.s",
+        "u.k",
+        "u.n",
+        "a.m",
+        "p.m",
+    ]
 )
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 
@@ -177,7 +233,7 @@ def chunk_text(text: str, tokenize: TokenOffsets, settings: ChunkerSettings = Ch
 
 def _split_long(text: str, sent: Span, tokens: list[tuple[int, int]], budget: int) -> list[tuple[Span, int]]:
     """A sentence over the budget is cut at token boundaries into pieces of at most ``budget`` tokens."""
-    out = []
+    out: list[tuple[Span, int]] = []
     for i in range(0, len(tokens), budget):
         group = tokens[i : i + budget]
         start = sent.start + group[0][0]

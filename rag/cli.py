@@ -27,7 +27,9 @@ err = Console(stderr=True)
 EXIT_PROBLEMS, EXIT_USAGE, EXIT_INDEX, EXIT_MODEL = 1, 2, 3, 4
 
 IndexOpt = Annotated[Path | None, typer.Option("--index", help="Index folder [default: RAG_INDEX_DIR or index/]")]
-ReaderOpt = Annotated[str | None, typer.Option("--reader", help="trained or heuristic [default: RAG_READER or trained]")]
+ReaderOpt = Annotated[
+    str | None, typer.Option("--reader", help="trained or heuristic [default: RAG_READER or trained]")
+]
 
 
 def _settings(index: Path | None = None, reader: str | None = None, **extra):
@@ -38,7 +40,13 @@ def _settings(index: Path | None = None, reader: str | None = None, **extra):
 
 
 def _fail(exc: Exception) -> typer.Exit:
-    code = EXIT_INDEX if isinstance(exc, IndexNotFound | IndexCorrupt | IndexMismatch) else EXIT_MODEL if isinstance(exc, ModelError) else EXIT_USAGE
+    code = (
+        EXIT_INDEX
+        if isinstance(exc, IndexNotFound | IndexCorrupt | IndexMismatch)
+        else EXIT_MODEL
+        if isinstance(exc, ModelError)
+        else EXIT_USAGE
+    )
     err.print(f"[red]error:[/red] {escape(str(exc))}")
     return typer.Exit(code)
 
@@ -60,7 +68,9 @@ def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Files or folders: .txt .md .html .json .jsonl, SQuAD JSON")],
     index: IndexOpt = None,
     rebuild: Annotated[bool, typer.Option(help="Start a new index instead of updating the existing one")] = False,
-    delete: Annotated[list[str] | None, typer.Option("--delete", help="Also delete this document id (repeatable)")] = None,
+    delete: Annotated[
+        list[str] | None, typer.Option("--delete", help="Also delete this document id (repeatable)")
+    ] = None,
     sync: Annotated[bool, typer.Option(help="Delete indexed documents that are not in PATHS")] = False,
 ) -> None:
     """Add or update documents in an index (incremental: unchanged documents are not embedded again)."""
@@ -242,7 +252,9 @@ def fit_calibration(
     ),
     seeds: Annotated[Path, typer.Option(help="The seed articles")] = Path("seeds"),
     reader_dir: Annotated[Path | None, typer.Option(help="Reader folder [default: the shipped reader]")] = None,
-    cache: Annotated[Path, typer.Option(help="Where the calibration corpus index is kept")] = Path("eval/.cache/calibration"),
+    cache: Annotated[Path, typer.Option(help="Where the calibration corpus index is kept")] = Path(
+        "eval/.cache/calibration"
+    ),
 ) -> None:
     """Fit the answer/no-answer calibrator for a reader on held-out training articles."""
     from rag.pipeline import QAPipeline
@@ -254,7 +266,14 @@ def fit_calibration(
         pipeline = QAPipeline.load(reader, reader_dir=folder)
     except RagError as exc:
         raise _fail(exc) from None
-    fit(pipeline, str(squad), seeds, folder / f"calibration-{reader}.json", cache=cache, log=lambda m: err.print(escape(m)))
+    fit(
+        pipeline,
+        str(squad),
+        seeds,
+        folder / f"calibration-{reader}.json",
+        cache=cache,
+        log=lambda m: err.print(escape(m)),
+    )
 
 
 from rag.evaluation.command import eval_command  # noqa: E402

@@ -59,16 +59,20 @@ class DenseIndex:
         merged = {**default_params(kind, len(vectors)), **params}
         if kind.startswith("ivf") and len(vectors) < MIN_TRAIN_PER_LIST * merged["nlist"]:
             kind, merged = "flat", {}  # too few vectors to train the coarse quantizer: exact search is cheap anyway
+        index: Any
         if kind == "flat":
             index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
         elif kind in ("ivf-sq8", "ivf-pq"):
             quantizer = faiss.IndexFlatIP(dim)
+            ivf: Any
             if kind == "ivf-sq8":
                 ivf = faiss.IndexIVFScalarQuantizer(
                     quantizer, dim, merged["nlist"], faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
                 )
             else:
-                ivf = faiss.IndexIVFPQ(quantizer, dim, merged["nlist"], merged.get("m", 48), 8, faiss.METRIC_INNER_PRODUCT)
+                ivf = faiss.IndexIVFPQ(
+                    quantizer, dim, merged["nlist"], merged.get("m", 48), 8, faiss.METRIC_INNER_PRODUCT
+                )
             sample = vectors
             limit = merged["nlist"] * 64
             if len(vectors) > limit:
@@ -86,7 +90,9 @@ class DenseIndex:
         else:  # pragma: no cover - choose_kind rejects the rest
             raise ValidationError(f"unknown dense index kind {kind!r}")
         if len(vectors):
-            index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.ascontiguousarray(keys, dtype=np.int64))
+            index.add_with_ids(
+                np.ascontiguousarray(vectors, dtype=np.float32), np.ascontiguousarray(keys, dtype=np.int64)
+            )
         return cls(kind=kind, dim=dim, params=merged, index=index)
 
     @property
@@ -110,9 +116,10 @@ class DenseIndex:
     def load(cls, path: Path, kind: str, dim: int, params: dict[str, Any]) -> DenseIndex:
         import faiss
 
-        index = faiss.read_index(str(path))
+        index: Any = faiss.read_index(str(path))
         if kind.startswith("ivf"):
             index.nprobe = params.get("nprobe", 8)
         elif kind == "hnsw":
-            faiss.downcast_index(index.index).hnsw.efSearch = params.get("ef_search", 64)
+            inner: Any = faiss.downcast_index(index.index)
+            inner.hnsw.efSearch = params.get("ef_search", 64)
         return cls(kind=kind, dim=dim, params=params, index=index)

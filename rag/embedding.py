@@ -9,6 +9,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -59,9 +60,9 @@ class Embedder:
         self.batch_size = batch_size
         self.backend = backend
         self.threads = threads
-        self._session = None
-        self._model = None
-        self._tokenizer = None
+        self._session: Any = None
+        self._model: Any = None
+        self._tokenizer: Any = None
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()

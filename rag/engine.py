@@ -133,9 +133,7 @@ class Engine:
                 self._snapshot = CorpusIndex.empty(self.settings.index_settings(), self.model)
                 self.load_error = None
             base = self.snapshot
-            updated, report = base.apply(
-                upserts, deletes, embedder=self.embedder, progress=progress, skipped=skipped
-            )
+            updated, report = base.apply(upserts, deletes, embedder=self.embedder, progress=progress, skipped=skipped)
             if report.changed:
                 updated.save(self.index_dir)
                 self._snapshot = updated

@@ -6,6 +6,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +37,7 @@ class BM25Index:
             import Stemmer
 
             self._stemmer = Stemmer.Stemmer(settings.stemmer)
-        self._bm25 = None
+        self._bm25: Any = None
         self.size = 0
 
     def tokenize(self, text: str) -> list[str]:

@@ -126,7 +126,9 @@ _DATE_LINE = re.compile(
     re.IGNORECASE,
 )
 _BYLINE = re.compile(r"^(?:by\s+)(?P<names>.+)$", re.IGNORECASE)
-_NAMES_LINE = re.compile(r"^[A-Z][\w'.-]+(?:\s+[A-Z][\w'.-]+){0,3}(?:(?:,\s*|\s+and\s+)[A-Z][\w'.-]+(?:\s+[A-Z][\w'.-]+){0,3})*$")
+_NAMES_LINE = re.compile(
+    r"^[A-Z][\w'.-]+(?:\s+[A-Z][\w'.-]+){0,3}(?:(?:,\s*|\s+and\s+)[A-Z][\w'.-]+(?:\s+[A-Z][\w'.-]+){0,3})*$"
+)
 _SOURCE_LINE = re.compile(r"^(?:The\s+)?[A-Z][\w&.'-]*(?:\s+[A-Z][\w&.'-]*){0,4}$")
 _HEADER_LINES = 12
 
@@ -164,13 +166,13 @@ def html_to_document(html: str, *, doc_id: str, source: str | None) -> Document:
     from bs4 import BeautifulSoup
 
     soup = BeautifulSoup(html, "html.parser")
-    for tag in soup(["script", "style", "noscript", "template", "nav", "header", "footer", "aside", "form", "svg"]):
-        tag.decompose()
+    for junk in soup(["script", "style", "noscript", "template", "nav", "header", "footer", "aside", "form", "svg"]):
+        junk.decompose()
     title_tag = soup.find("h1") or soup.find("title")
     title = title_tag.get_text(" ", strip=True) if title_tag else ""
     if soup.title and soup.title.get_text(strip=True):
         title = title or soup.title.get_text(" ", strip=True)
-    root = soup.find("article") or soup.find("main") or soup.body or soup
+    root: Any = soup.find("article") or soup.find("main") or soup.body or soup
     for br in root.find_all("br"):
         br.replace_with("\n")
     blocks = []
@@ -188,7 +190,7 @@ def html_to_document(html: str, *, doc_id: str, source: str | None) -> Document:
     meta: dict[str, Any] = {"format": "html"}
     published = None
     for name in ("article:published_time", "date", "pubdate"):
-        tag = soup.find("meta", attrs={"property": name}) or soup.find("meta", attrs={"name": name})
+        tag: Any = soup.find("meta", attrs={"property": name}) or soup.find("meta", attrs={"name": name})
         if tag and tag.get("content"):
             published = str(tag["content"])
             break

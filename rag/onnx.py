@@ -42,7 +42,11 @@ def _traceable(bert: Any, head: Any | None):
             emb = self.bert.embeddings
             seq = input_ids.shape[1]
             positions = torch.arange(seq, device=input_ids.device).unsqueeze(0)
-            x = emb.word_embeddings(input_ids) + emb.position_embeddings(positions) + emb.token_type_embeddings(token_type_ids)
+            x = (
+                emb.word_embeddings(input_ids)
+                + emb.position_embeddings(positions)
+                + emb.token_type_embeddings(token_type_ids)
+            )
             x = emb.LayerNorm(x)
             bias = (1.0 - attention_mask[:, None, None, :].to(x.dtype)) * -10000.0
             batch, hidden = x.shape[0], x.shape[2]
@@ -82,8 +86,14 @@ def export(model: Any, path: Path, *, qa: bool) -> Path:
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     with torch.inference_mode():
         torch.onnx.export(
-            module, (ids, mask, types), str(tmp), input_names=list(INPUTS), output_names=outputs,
-            dynamic_axes=axes, opset_version=17, dynamo=False,
+            module,
+            (ids, mask, types),
+            str(tmp),
+            input_names=list(INPUTS),
+            output_names=outputs,
+            dynamic_axes=axes,
+            opset_version=17,
+            dynamo=False,
         )
     os.replace(tmp, path)
     return path

@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rag.embedding import Embedder
 from rag.errors import ValidationError
@@ -70,6 +71,7 @@ class QAPipeline:
 
         folder = Path(reader_dir) if reader_dir else DEFAULT_READER_DIR
         embedder = (embedder or Embedder()).load()
+        reader: Any
         if reader_kind == "trained":
             from rag.reader.model import SpanReader
 
@@ -145,7 +147,9 @@ class QAPipeline:
         terms = len(index.lexical.tokenize(question)) if index.lexical is not None else len(question.split())
         scored = self.score(candidates, hits, passages, terms)
         threshold = (
-            self.settings.no_answer_threshold if self.settings.no_answer_threshold is not None else self.calibrator.threshold
+            self.settings.no_answer_threshold
+            if self.settings.no_answer_threshold is not None
+            else self.calibrator.threshold
         )
         answers: list[Answer] = []
         seen_text: set[str] = set()
@@ -161,7 +165,9 @@ class QAPipeline:
                 continue
             seen_text.add(key_text)
             seen_span.add(span)
-            answers.append(self.cite(index, chunk.doc_id, span[1], span[2], prob, chunk.chunk_id, chunk.start, chunk.end))
+            answers.append(
+                self.cite(index, chunk.doc_id, span[1], span[2], prob, chunk.chunk_id, chunk.start, chunk.end)
+            )
         return answers
 
     def score(
@@ -175,7 +181,15 @@ class QAPipeline:
         return sorted(zip((float(p) for p in probs), candidates, strict=True), key=lambda pc: -pc[0])
 
     def cite(
-        self, index: CorpusIndex, doc_id: str, start: int, end: int, score: float, chunk_id: str, c_start: int, c_end: int
+        self,
+        index: CorpusIndex,
+        doc_id: str,
+        start: int,
+        end: int,
+        score: float,
+        chunk_id: str,
+        c_start: int,
+        c_end: int,
     ) -> Answer:
         doc = index.documents[doc_id]
         if self.settings.context_chars:
@@ -208,9 +222,13 @@ def default_calibrator(reader_kind: str) -> Calibrator:
     weights = [0.0] * len(FEATURES)
     if reader_kind == "trained":
         weights[FEATURES.index("margin")] = 1.0
-        return Calibrator(mean=[0.0] * len(FEATURES), scale=[1.0] * len(FEATURES), weights=weights, bias=0.0, threshold=0.5)
+        return Calibrator(
+            mean=[0.0] * len(FEATURES), scale=[1.0] * len(FEATURES), weights=weights, bias=0.0, threshold=0.5
+        )
     weights[FEATURES.index("span_score")] = 8.0
-    return Calibrator(mean=[0.0] * len(FEATURES), scale=[1.0] * len(FEATURES), weights=weights, bias=-3.0, threshold=0.5)
+    return Calibrator(
+        mean=[0.0] * len(FEATURES), scale=[1.0] * len(FEATURES), weights=weights, bias=-3.0, threshold=0.5
+    )
 
 
 def ms(seconds: float) -> float:

@@ -31,7 +31,6 @@ class Settings(BaseSettings):
     embed_backend: Literal["onnx", "onnx-int8", "torch"] = Field("onnx", description="Embedding runtime")
     reader_backend: Literal["onnx", "torch"] = Field("onnx", description="Reader runtime")
 
-    top_k: int = Field(5, ge=1, le=50, description="Passages returned by /ask when the request gives none")
     read_k: int = Field(5, ge=1, le=20, description="Passages the reader reads per question")
     max_answers: int = Field(3, ge=1, le=10, description="Distinct answers returned at most")
     no_answer_threshold: float | None = Field(

@@ -119,7 +119,9 @@ class CorpusIndex:
         for doc_id in delete_ids:
             if doc_id not in self.documents:
                 raise DocumentNotFound(doc_id)
-        added, replaced, unchanged = [], [], []
+        added: list[str] = []
+        replaced: list[str] = []
+        unchanged: list[str] = []
         todo: list[Document] = []
         for doc in upserts:
             old = self.checksums.get(doc.id)
@@ -209,7 +211,10 @@ class CorpusIndex:
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "model": self.model,
             "settings": self.settings.as_dict(),
-            "dense_index": {"kind": self.dense.kind if self.dense else None, "params": self.dense.params if self.dense else {}},
+            "dense_index": {
+                "kind": self.dense.kind if self.dense else None,
+                "params": self.dense.params if self.dense else {},
+            },
             "counts": {"documents": len(self.documents), "chunks": len(self.chunks)},
             "next_key": self.next_key,
             "documents": {
@@ -269,20 +274,32 @@ class CorpusIndex:
         return final
 
     @classmethod
-    def load(cls, folder: str | Path, *, settings: IndexSettings | None = None, model: dict[str, Any] | None = None, verify: bool = True) -> CorpusIndex:
+    def load(
+        cls,
+        folder: str | Path,
+        *,
+        settings: IndexSettings | None = None,
+        model: dict[str, Any] | None = None,
+        verify: bool = True,
+    ) -> CorpusIndex:
         """Load the live generation; refuse one built with another model or other settings."""
         folder = Path(folder)
         rebuild = f"rebuild it with: rag ingest <your files> --index {folder} --rebuild"
         current = _read_current(folder)
         if current is None:
-            raise IndexNotFound(f"no index in {folder} (no {CURRENT} file); build one with: rag ingest seeds/ --index {folder}")
+            raise IndexNotFound(
+                f"no index in {folder} (no {CURRENT} file); build one with: rag ingest seeds/ --index {folder}"
+            )
         gen = folder / current
         try:
             manifest = json.loads((gen / "manifest.json").read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
             raise IndexCorrupt(f"index {gen} has no readable manifest.json ({exc}); {rebuild}") from exc
         if manifest.get("format_version") != FORMAT_VERSION:
-            raise IndexMismatch(f"index {gen} has format version {manifest.get('format_version')}, this program reads {FORMAT_VERSION}; {rebuild}")
+            raise IndexMismatch(
+                f"index {gen} has format version {manifest.get('format_version')}, "
+                f"this program reads {FORMAT_VERSION}; {rebuild}"
+            )
         if model is not None and manifest["model"].get("checksum") != model.get("checksum"):
             raise IndexMismatch(
                 f"index {gen} was built with embedding model {manifest['model'].get('id')} "
@@ -301,14 +318,20 @@ class CorpusIndex:
                 if not path.is_file() or _sha256(path) != digest:
                     raise IndexCorrupt(f"index file {path} is missing or does not match its manifest; {rebuild}")
         try:
-            docs = [_doc_from_record(json.loads(line)) for line in (gen / "documents.jsonl").read_text(encoding="utf-8").splitlines() if line]
+            docs = [
+                _doc_from_record(json.loads(line))
+                for line in (gen / "documents.jsonl").read_text(encoding="utf-8").splitlines()
+                if line
+            ]
             arrays = np.load(gen / "chunks.npz", allow_pickle=False)
             vectors = np.load(gen / "vectors.npy", allow_pickle=False)
         except (OSError, ValueError, KeyError) as exc:
             raise IndexCorrupt(f"index {gen} cannot be read ({exc}); {rebuild}") from exc
         documents = {d.id: d for d in docs}
         chunks = []
-        for key, row, ordinal, start, end in zip(arrays["key"], arrays["doc"], arrays["ordinal"], arrays["start"], arrays["end"], strict=True):
+        for key, row, ordinal, start, end in zip(
+            arrays["key"], arrays["doc"], arrays["ordinal"], arrays["start"], arrays["end"], strict=True
+        ):
             doc = docs[int(row)]
             chunks.append(Chunk(int(key), doc.id, int(ordinal), int(start), int(end), doc.text[int(start) : int(end)]))
         index = cls(
@@ -323,7 +346,9 @@ class CorpusIndex:
         )
         index.key_to_row = {c.key: i for i, c in enumerate(chunks)}
         dense_info = manifest["dense_index"]
-        index.dense = DenseIndex.load(gen / "dense.faiss", dense_info["kind"], int(manifest["model"]["dim"]), dense_info["params"])
+        index.dense = DenseIndex.load(
+            gen / "dense.faiss", dense_info["kind"], int(manifest["model"]["dim"]), dense_info["params"]
+        )
         index.lexical = BM25Index(stored.lexical).load(gen / "bm25", len(chunks))
         if index.dense.size != len(chunks) or len(vectors) != len(chunks):
             raise IndexCorrupt(f"index {gen} holds {len(chunks)} chunks but {index.dense.size} vectors; {rebuild}")

@@ -63,7 +63,8 @@ def install(app: FastAPI) -> None:
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         details = [
-            {"field": ".".join(str(p) for p in e.get("loc", ()) if p != "body"), "problem": _describe(e)} for e in errors
+            {"field": ".".join(str(p) for p in e.get("loc", ()) if p != "body"), "problem": _describe(e)}
+            for e in errors
         ]
         message = "; ".join(d["problem"] for d in details[:5]) or "invalid request"
         return error_response(422, message, details=details)

@@ -35,7 +35,9 @@ class Strict(BaseModel):
 
 
 class AskRequest(Strict):
-    question: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS, examples=["How many troops are in US Forces Korea?"])
+    question: str = Field(
+        min_length=1, max_length=MAX_QUESTION_CHARS, examples=["How many troops are in US Forces Korea?"]
+    )
     top_k: int = Field(5, ge=1, le=MAX_TOP_K, description="Passages returned")
     max_answers: int | None = Field(None, ge=1, le=10, description="Distinct answers returned at most")
 
@@ -123,7 +125,9 @@ class SearchResponse(BaseModel):
 
 
 class DocumentIn(Strict):
-    id: str | None = Field(None, min_length=1, max_length=MAX_ID_LENGTH, description="Given id, or derived from the content")
+    id: str | None = Field(
+        None, min_length=1, max_length=MAX_ID_LENGTH, description="Given id, or derived from the content"
+    )
     title: str = Field("", max_length=MAX_TITLE_CHARS)
     text: str = Field(min_length=1, max_length=MAX_DOCUMENT_CHARS)
     url: str | None = Field(None, max_length=2000)
@@ -161,7 +165,9 @@ class DocumentSummary(BaseModel):
     @classmethod
     def of(cls, d: Document, chunks: int) -> DocumentSummary:
         meta = {k: v for k, v in d.meta.items() if k != "paragraph_starts"}
-        return cls(id=d.id, title=d.title, chars=len(d.text), chunks=chunks, url=d.url, published=d.published, meta=meta)
+        return cls(
+            id=d.id, title=d.title, chars=len(d.text), chunks=chunks, url=d.url, published=d.published, meta=meta
+        )
 
 
 class DocumentOut(DocumentSummary):

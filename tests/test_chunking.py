@@ -89,7 +89,9 @@ unicode_text = st.text(
 mixed = st.lists(
     st.one_of(
         unicode_text,
-        st.sampled_from(["Mr. Ishiba", "東京。大阪！", "«Guillemets» — dash…", "🇰🇷 emoji 👍🏽.", "\n\n", "e.g. 3.5%", "“Quote.”"]),
+        st.sampled_from(
+            ["Mr. Ishiba", "東京。大阪！", "«Guillemets» — dash…", "🇰🇷 emoji 👍🏽.", "\n\n", "e.g. 3.5%", "“Quote.”"]
+        ),
     ),
     max_size=20,
 ).map(" ".join)
@@ -109,7 +111,9 @@ def test_property_chunks_are_exact_slices_of_any_text(text, budget, overlap):
         assert m.start() in kept
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @given(mixed)
 def test_property_real_tokenizer_on_unicode(embedder, text):
     spans = chunk_text(text, embedder.token_offsets, ChunkerSettings(max_tokens=32))

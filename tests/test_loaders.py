@@ -32,8 +32,15 @@ def test_markdown_html_json_jsonl_and_squad(tmp_path):
         json.dumps({"title": "No id", "text": "Derived id text.", "url": "http://x", "meta": {"k": 1}}) + "\n",
         encoding="utf-8",
     )
-    squad = {"version": "v2.0", "data": [{"title": "Some_Article", "paragraphs": [
-        {"context": "Para one.", "qas": []}, {"context": "Para two.", "qas": []}]}]}
+    squad = {
+        "version": "v2.0",
+        "data": [
+            {
+                "title": "Some_Article",
+                "paragraphs": [{"context": "Para one.", "qas": []}, {"context": "Para two.", "qas": []}],
+            }
+        ],
+    }
     (tmp_path / "whatever-name.json").write_text(json.dumps(squad), encoding="utf-8")
     result = load_paths([tmp_path])
     assert result.skipped == []
@@ -65,8 +72,12 @@ def test_bad_files_are_reported_by_name_and_the_rest_loaded(tmp_path):
     (tmp_path / "image.png").write_bytes(b"\x89PNG\r\n")
     (tmp_path / "broken.json").write_text("{not json", encoding="utf-8")
     (tmp_path / "lines.jsonl").write_text(
-        json.dumps({"id": "ok1", "text": "fine"}) + "\n{oops\n" + json.dumps({"id": "bad/id", "text": "x"}) + "\n"
-        + json.dumps({"id": "no-text"}) + "\n",
+        json.dumps({"id": "ok1", "text": "fine"})
+        + "\n{oops\n"
+        + json.dumps({"id": "bad/id", "text": "x"})
+        + "\n"
+        + json.dumps({"id": "no-text"})
+        + "\n",
         encoding="utf-8",
     )
     result = load_paths([tmp_path, tmp_path / "missing.txt"])

@@ -90,7 +90,11 @@ def test_documents_list_and_get(client, seed_text):
 
 
 def test_writes_need_the_key_and_are_visible_to_the_next_query(client):
-    new = {"documents": [{"id": "penguins", "title": "Penguins", "text": "Emperor penguins breed in Antarctica in winter."}]}
+    new = {
+        "documents": [
+            {"id": "penguins", "title": "Penguins", "text": "Emperor penguins breed in Antarctica in winter."}
+        ]
+    }
     assert_error(client.post("/documents", json=new), 401, "Authorization")
     assert_error(client.post("/documents", json=new, headers={"Authorization": "Bearer wrong"}), 403, "not valid")
     auth = {"Authorization": f"Bearer {KEY}"}
@@ -110,10 +114,12 @@ def test_writes_need_the_key_and_are_visible_to_the_next_query(client):
 
 def test_bad_documents_are_reported_and_good_ones_kept(client):
     auth = {"Authorization": f"Bearer {KEY}"}
-    batch = {"documents": [
-        {"id": "ok", "title": "Fine", "text": "A fine document."},
-        {"id": "ok", "title": "Dup", "text": "Same id again."},
-    ]}
+    batch = {
+        "documents": [
+            {"id": "ok", "title": "Fine", "text": "A fine document."},
+            {"id": "ok", "title": "Dup", "text": "Same id again."},
+        ]
+    }
     r = client.post("/documents", json=batch, headers=auth).json()
     assert r["added"] == ["ok"] and "duplicate id" in r["skipped"][0]["reason"]
     assert_error(client.post("/documents", json={"documents": [{"text": "   "}]}, headers=auth), 422, "empty")

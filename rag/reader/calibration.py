@@ -64,7 +64,7 @@ def candidate_features(
     best_margin = max(c.reader_score - c.null_score for c in candidates)
     top_dense = max((h.dense_score for h in hits if h.dense_score is not None), default=0.0)
     read = max(1, len(best_per_passage))
-    out = []
+    out: list[tuple[float, ...]] = []
     for c, text, s in zip(candidates, texts, share, strict=True):
         hit = hits[c.hit_index]
         mass = float(sum(sh for t, sh in zip(texts, share, strict=True) if t == text))
@@ -106,7 +106,9 @@ class Calibrator:
         return 1.0 / (1.0 + np.exp(-(x @ np.asarray(self.weights) + self.bias)))
 
     @classmethod
-    def fit(cls, rows: Sequence[Sequence[float]], labels: Sequence[int], l2: float = 1.0, features=FEATURES) -> Calibrator:
+    def fit(
+        cls, rows: Sequence[Sequence[float]], labels: Sequence[int], l2: float = 1.0, features=FEATURES
+    ) -> Calibrator:
         """Maximum-likelihood logistic regression (Newton's method) with a small L2 penalty."""
         x = np.asarray(rows, dtype=np.float64)
         y = np.asarray(labels, dtype=np.float64)
@@ -126,7 +128,11 @@ class Calibrator:
             if np.abs(step).max() < 1e-8:
                 break
         return cls(
-            features=tuple(features), mean=mean.tolist(), scale=scale.tolist(), weights=w[:-1].tolist(), bias=float(w[-1])
+            features=tuple(features),
+            mean=mean.tolist(),
+            scale=scale.tolist(),
+            weights=w[:-1].tolist(),
+            bias=float(w[-1]),
         )
 
     def save(self, path: Path) -> None:

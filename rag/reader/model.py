@@ -88,7 +88,9 @@ class SpanReader:
         state = {k: v.float() for k, v in load_file(str(weights)).items()}
         missing, unexpected = model.load_state_dict(state, strict=False)
         if [m for m in missing if "position_ids" not in m] or unexpected:
-            raise ModelError(f"reader weights in {folder} do not fit the model: missing {missing}, unexpected {unexpected}")
+            raise ModelError(
+                f"reader weights in {folder} do not fit the model: missing {missing}, unexpected {unexpected}"
+            )
         model.eval()
         tokenizer = AutoTokenizer.from_pretrained(base_model_path())
         info = json.loads((folder / "reader.json").read_text()) if (folder / "reader.json").is_file() else {}
@@ -128,7 +130,11 @@ class SpanReader:
         """Read all passages in one forward pass; spans are character offsets into each passage."""
         with self._tok_lock:
             windows = make_windows(
-                self.tokenizer, [question] * len(passages), list(passages), max_length=self.max_length, stride=self.stride
+                self.tokenizer,
+                [question] * len(passages),
+                list(passages),
+                max_length=self.max_length,
+                stride=self.stride,
             )
         if not windows:
             return [PassageReading((), 0.0) for _ in passages]

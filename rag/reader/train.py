@@ -157,7 +157,10 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
     model.train()
     no_decay = ("bias", "LayerNorm.weight", "LayerNorm.bias")
     groups = [
-        {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)], "weight_decay": config.weight_decay},
+        {
+            "params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
+            "weight_decay": config.weight_decay,
+        },
         {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
     ]
     optimizer = torch.optim.AdamW(groups, lr=config.learning_rate)
@@ -220,7 +223,9 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
     from rag.reader.model import SpanReader
 
     reader = SpanReader.load(tmp_dir, threads=config.threads)
-    record["validation"] = evaluate_gold_paragraphs(reader, list(iter_questions(select_articles(payload, "validation"))))
+    record["validation"] = evaluate_gold_paragraphs(
+        reader, list(iter_questions(select_articles(payload, "validation")))
+    )
     (tmp_dir / "reader.json").write_text(json.dumps(record, indent=2) + "\n")
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp_dir.rename(out_dir)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
@@ -21,7 +21,7 @@ from service.schemas import (
 
 router = APIRouter(tags=["questions"])
 
-_ERRORS = {422: {"model": ErrorBody}, 503: {"model": ErrorBody}}
+_ERRORS: dict[int | str, dict[str, Any]] = {422: {"model": ErrorBody}, 503: {"model": ErrorBody}}
 
 
 @router.post("/ask", response_model=AskResponse, responses=_ERRORS, summary="Answer a question with cited spans")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
 
@@ -15,8 +15,17 @@ from service.schemas import DocumentList, DocumentOut, DocumentsIn, DocumentSumm
 router = APIRouter(prefix="/documents", tags=["documents"])
 
 DocId = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, description="Document id")]
-_ERRORS = {404: {"model": ErrorBody}, 422: {"model": ErrorBody}, 503: {"model": ErrorBody}}
-_WRITE_ERRORS = {401: {"model": ErrorBody}, 403: {"model": ErrorBody}, 413: {"model": ErrorBody}, **_ERRORS}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody},
+    422: {"model": ErrorBody},
+    503: {"model": ErrorBody},
+}
+_WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody},
+    403: {"model": ErrorBody},
+    413: {"model": ErrorBody},
+    **_ERRORS,
+}
 
 
 def _valid_id(doc_id: str) -> str:
@@ -73,7 +82,11 @@ async def upsert_documents(body: DocumentsIn, engine: EngineDep, gate: GateDep) 
 
 
 @router.delete(
-    "/{doc_id}", response_model=IngestOut, responses=_WRITE_ERRORS, dependencies=[WriterDep], summary="Delete a document"
+    "/{doc_id}",
+    response_model=IngestOut,
+    responses=_WRITE_ERRORS,
+    dependencies=[WriterDep],
+    summary="Delete a document",
 )
 async def delete_document(doc_id: DocId, engine: EngineDep, gate: GateDep) -> IngestOut:
     report = await gate.run(engine.delete, [_valid_id(doc_id)])

@@ -22,4 +22,6 @@ def readyz(request: Request):
         detail = request.app.state.startup_error if engine is None else engine.load_error
         return JSONResponse(Health(status="not ready", detail=detail).model_dump(), status_code=503)
     snap = engine.snapshot
-    return Health(status="ready", documents=len(snap.documents), chunks=len(snap.chunks), reader=engine.pipeline.reader_kind)
+    return Health(
+        status="ready", documents=len(snap.documents), chunks=len(snap.chunks), reader=engine.pipeline.reader_kind
+    )
