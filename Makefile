@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 INDEX ?= index
 SHARED ?= ../shared
 
-.PHONY: install serve test index eval eval-quick bench bench-quick loadtest clean-index
+.PHONY: install serve test index eval eval-quick bench bench-quick bench-scale loadtest fuzz clean-index
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,24 @@ eval: install
 
 eval-quick: install
 	SHARED=$(SHARED) LIMIT=200 eval/run_all.sh
+
+# Speed against the model passes' own cost (the floor) and against Haystack 2.x; --scale: 1M/10M vectors.
+bench: install
+	$(BIN)/python eval/bench.py --shared $(SHARED)
+
+bench-quick: install
+	$(BIN)/python eval/bench.py --quick --shared $(SHARED)
+
+bench-scale: install
+	$(BIN)/python eval/bench.py --scale
+
+# Thousands of requests at concurrency 8/32/64 and an overload level, against uvicorn on 127.0.0.1.
+loadtest: install
+	$(BIN)/python eval/loadtest.py
+
+# Schemathesis against the service's own OpenAPI schema, many cases, a real server.
+fuzz: install
+	$(BIN)/python eval/fuzz.py
 
 clean-index:
 	rm -rf $(INDEX)/CURRENT $(INDEX)/gen-* $(INDEX)/.tmp-*

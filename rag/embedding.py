@@ -103,7 +103,7 @@ class Embedder:
         if not path.is_file():
             onnx.export(self._model[0].auto_model, path, qa=False)
         if self.backend == "onnx-int8":
-            quantized = path.with_name(path.stem + "-int8.onnx")
+            quantized = path.with_name(f"{path.stem}-int8-{onnx.INT8_RECIPE}.onnx")
             if not quantized.is_file():
                 onnx.quantize_int8(path, quantized)
             path = quantized

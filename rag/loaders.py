@@ -26,6 +26,7 @@ SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | JSON_SUFFIXES | JSONL_SUFFI
 
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
 MAX_ID_LENGTH = 200
+MAX_META_DEPTH = 32
 _ID_FORBIDDEN = re.compile(r"[\s/\\?#%\x00-\x1f\x7f]")
 
 
@@ -77,7 +78,14 @@ def document_from_record(record: Mapping[str, Any], *, where: str, source: str |
     meta = record.get("meta") or {}
     if not isinstance(meta, Mapping):
         raise LoadError(f"{where}: field 'meta' must be an object")
+    # Deeper meta is stored but cannot be served back (pydantic stops serialising at depth 255).
+    if _nesting(meta) > MAX_META_DEPTH:
+        raise LoadError(f"{where}: field 'meta' nests more than {MAX_META_DEPTH} levels deep")
     raw_id = record.get("id", record.get("_id"))
+    try:  # JSON can escape a lone surrogate ("\ud800"): not text, and the checksum cannot encode it
+        json.dumps([raw_id, title, text, record.get("url"), record.get("published"), meta], ensure_ascii=False).encode()
+    except UnicodeEncodeError as exc:
+        raise LoadError(f"{where}: {exc.object[exc.start : exc.end]!r} is a lone surrogate, not text") from None
     doc_id = str(raw_id) if raw_id not in (None, "") else content_id(title, text)
     try:
         check_document_id(doc_id)
@@ -92,6 +100,19 @@ def document_from_record(record: Mapping[str, Any], *, where: str, source: str |
         meta=dict(meta),
         source=source,
     )
+
+
+def _nesting(value: Any) -> int:
+    """How deep lists and objects nest in a JSON value; iterative, as the value may nest past the recursion limit."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(item, Mapping):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return deepest
 
 
 def squad_documents(payload: Mapping[str, Any], source: str | None = None) -> list[Document]:
@@ -271,7 +292,8 @@ def _load_json(text: str, path: Path, result: LoadResult) -> None:
 
 
 def _load_jsonl(text: str, path: Path, result: LoadResult) -> None:
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    # split("\n"), not splitlines(): that also splits on U+0085, U+2028 and U+2029, which JSON may leave raw
+    for lineno, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         where = f"{path} line {lineno}"

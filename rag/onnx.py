@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+#: Part of the cached int8 file's name: a new quantisation recipe never reuses an old file.
+INT8_RECIPE = "pc-noffndown-v2"
 
 
 def cache_dir() -> Path:
@@ -122,10 +124,33 @@ def run(sess, batch: dict[str, np.ndarray]) -> list[np.ndarray]:
 
 
 def quantize_int8(source: Path, target: Path) -> Path:
-    """Dynamic int8 quantisation of the weights (activations stay float), with ONNX Runtime's tool."""
+    """Dynamic int8 quantisation (per-channel weights) of the matrix products that tolerate it.
+
+    Measured on MiniLM (eval/bench.py): quantising every MatMul costs cosine 0.94 against fp32 embeddings;
+    the feed-forward *down* projections (whose input is the skewed GELU output) are most of that loss, so
+    they stay fp32, as do the activation-by-activation products of attention. The rest (Q, K, V, attention
+    output, feed-forward up) are quantised: cosine >= 0.99 at about 1.5x the speed of fp32.
+    """
+    import onnx as onnx_lib
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    graph = onnx_lib.load(str(source)).graph
+    shapes = {init.name: tuple(init.dims) for init in graph.initializer}
+    keep_fp32 = []
+    for node in graph.node:
+        if node.op_type != "MatMul":
+            continue
+        weight = next((shapes[x] for x in node.input if x in shapes), None)
+        if weight is None or (len(weight) == 2 and weight[0] > weight[1]):  # activations, or a down projection
+            keep_fp32.append(node.name)
     tmp = target.with_suffix(f".tmp{os.getpid()}")
-    quantize_dynamic(str(source), str(tmp), weight_type=QuantType.QInt8)
+    quantize_dynamic(
+        str(source),
+        str(tmp),
+        weight_type=QuantType.QInt8,
+        op_types_to_quantize=["MatMul"],
+        per_channel=True,
+        nodes_to_exclude=keep_fp32,
+    )
     os.replace(tmp, target)
     return target

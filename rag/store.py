@@ -320,7 +320,8 @@ class CorpusIndex:
         try:
             docs = [
                 _doc_from_record(json.loads(line))
-                for line in (gen / "documents.jsonl").read_text(encoding="utf-8").splitlines()
+                # split("\n"), not splitlines(): ensure_ascii=False leaves U+0085, U+2028 and U+2029 raw in the lines
+                for line in (gen / "documents.jsonl").read_text(encoding="utf-8").split("\n")
                 if line
             ]
             arrays = np.load(gen / "chunks.npz", allow_pickle=False)

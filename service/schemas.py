@@ -46,6 +46,14 @@ class AskRequest(Strict):
     def _question(cls, v: str) -> str:
         return clean_question(v)
 
+    @field_validator("top_k", "max_answers", mode="before")
+    @classmethod
+    def _not_a_bool(cls, v: Any) -> Any:
+        # Lax mode would read true as 1; strict=True would also refuse 5.0, which JSON Schema counts as an integer.
+        if isinstance(v, bool):
+            raise ValueError("must be an integer, not true or false")
+        return v
+
 
 class Offset(BaseModel):
     start: int

@@ -208,7 +208,8 @@ def load_jsonl_gold(path: str | Path) -> GoldSet:
     """Our format, one question a line: ``{"id", "question", "answerable", "document_id", "answers": [...]}``."""
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        # split("\n"), not splitlines(): JSON may hold U+0085/U+2028/U+2029 raw, which splitlines() splits on
+        lines = path.read_text(encoding="utf-8").split("\n")
     except (OSError, UnicodeDecodeError) as exc:
         raise LoadError(f"cannot read gold file {path}: {exc}") from exc
     items: list[GoldItem] = []
@@ -273,7 +274,8 @@ def load_squad_gold(path: str | Path, split: str = "validation") -> GoldSet:
 
 def _read_jsonl_records(path: Path) -> list[dict[str, Any]]:
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        # split("\n"), not splitlines(): JSON may hold U+0085/U+2028/U+2029 raw, which splitlines() splits on
+        lines = path.read_text(encoding="utf-8").split("\n")
     except (OSError, UnicodeDecodeError) as exc:
         raise LoadError(f"cannot read {path}: {exc}") from exc
     records = []

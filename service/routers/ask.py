@@ -21,7 +21,12 @@ from service.schemas import (
 
 router = APIRouter(tags=["questions"])
 
-_ERRORS: dict[int | str, dict[str, Any]] = {422: {"model": ErrorBody}, 503: {"model": ErrorBody}}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody},  # a body that is not UTF-8, or nests past the JSON parser's limit
+    413: {"model": ErrorBody},  # the request-size limit (service/observability.py) covers every route
+    422: {"model": ErrorBody},
+    503: {"model": ErrorBody},
+}
 
 
 @router.post("/ask", response_model=AskResponse, responses=_ERRORS, summary="Answer a question with cited spans")

@@ -21,6 +21,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     503: {"model": ErrorBody},
 }
 _WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody},  # a body that is not UTF-8, or nests past the JSON parser's limit
     401: {"model": ErrorBody},
     403: {"model": ErrorBody},
     413: {"model": ErrorBody},

@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rag.reader.calibration import FEATURES, Calibrator, Candidate, candidate_features
+from rag.reader.model import DEFAULT_READER_DIR, base_model_path
+from rag.reader.train import label_windows
+from rag.reader.windows import best_spans, make_windows, pad_batch
+from rag.squad import GoldAnswer, SquadQuestion
+from rag.types import Chunk, Hit
+
+HAS_WEIGHTS = (DEFAULT_READER_DIR / "model.safetensors").is_file()
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(base_model_path())
+
+
+def squad_question(context: str, answer: str, question: str = "What?") -> SquadQuestion:
+    start = context.index(answer)
+    return SquadQuestion("q", question, "T", context, (GoldAnswer(answer, start),), False, 0, 0)
+
+
+def test_windows_keep_character_offsets_and_overlap(tokenizer):
+    passage = " ".join(f"Sentence {i} mentions café number {i}." for i in range(80))
+    windows = make_windows(tokenizer, ["Which café?"], [passage], max_length=64, stride=16)
+    assert len(windows) > 3
+    for w in windows:
+        assert all(passage[a:b].strip() for a, b in w.offsets[w.context_start : w.context_end])
+    # Consecutive windows overlap, so no answer is cut at a window edge.
+    for a, b in zip(windows, windows[1:], strict=False):
+        assert b.offsets[b.context_start][0] < a.offsets[a.context_end - 1][1]
+
+
+def test_training_labels_point_at_the_answer_or_cls(tokenizer):
+    context = "The 28,500-strong US Forces Korea is hosted by Seoul. " * 2 + "Filler words here. " * 60
+    q = squad_question(context, "28,500")
+    items = label_windows(tokenizer, [q], max_length=64, stride=16)
+    labelled = [it for it in items if it.starts != (0,)]
+    assert labelled, "the window holding the answer is labelled with it"
+    for it in labelled:
+        s, e = it.starts[0], it.ends[0]
+        assert context[it.window.offsets[s][0] : it.window.offsets[e][1]] == "28,500"
+    assert any(it.starts == (0,) and it.ends == (0,) for it in items), "windows without the answer point at [CLS]"
+    impossible = SquadQuestion("q2", "Who?", "T", context, (), True, 0, 0)
+    assert all(it.starts == (0,) for it in label_windows(tokenizer, [impossible], max_length=64, stride=16))
+
+
+def test_span_decoding_respects_order_and_length(tokenizer):
+    (w,) = make_windows(tokenizer, ["Q?"], ["alpha beta gamma delta epsilon"], max_length=32, stride=8)
+    n = len(w.input_ids)
+    start, end = np.full(n, -10.0, np.float32), np.full(n, -10.0, np.float32)
+    start[w.context_start + 1], end[w.context_start + 2] = 5.0, 5.0  # "beta gamma"
+    end[w.context_start] = 9.0  # an end before the start must not win
+    (best,) = best_spans(w, start, end, top_n=1)
+    assert "alpha beta gamma delta epsilon"[best.start : best.end] == "beta gamma"
+    assert best_spans(w, start, end, max_answer_tokens=1, top_n=1)[0].end - best.start < len("beta gamma")
+    assert pad_batch([w])["attention_mask"].sum() == n
+
+
+def test_calibrator_learns_and_saves(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, len(FEATURES)))
+    y = (x[:, 1] + 0.3 * rng.normal(size=400) > 0).astype(int)
+    cal = Calibrator.fit(x.tolist(), y.tolist())
+    p = cal.probability(x.tolist())
+    assert p[y == 1].mean() > 0.8 and p[y == 0].mean() < 0.2
+    cal.save(tmp_path / "c.json")
+    again = Calibrator.load(tmp_path / "c.json")
+    assert np.allclose(again.probability(x[:5].tolist()), p[:5])
+
+
+def test_candidate_features_reward_agreement():
+    def hit(i, text):
+        return Hit(Chunk(i, "d", i, 0, len(text), text), 0.03, dense_score=0.5, lexical_score=3.0)
+
+    passages = ["Seoul pays 28,500 won.", "It is 28,500.", "Nothing here."]
+    hits = [hit(i, t) for i, t in enumerate(passages)]
+    cands = [
+        Candidate(0, 11, 17, 5.0, 1.0),
+        Candidate(1, 6, 12, 4.0, 1.0),
+        Candidate(2, 0, 7, 4.5, 1.0),
+    ]
+    rows = candidate_features(cands, hits, passages, question_terms=3)
+    agree = FEATURES.index("agreement")
+    assert rows[0][agree] == rows[1][agree] == pytest.approx(2 / 3)
+    assert rows[2][agree] == pytest.approx(1 / 3)
+
+
+@pytest.mark.skipif(not HAS_WEIGHTS, reason="no trained reader weights in rag/reader/model/")
+def test_trained_reader_reads_exact_spans(seed_text):
+    from rag.reader.model import SpanReader
+
+    reader = SpanReader.load()
+    passages = [seed_text[5016:5502], seed_text[0:419]]
+    readings = reader.read("How many troops are in US Forces Korea?", passages)
+    best = max((c for r in readings for c in r.candidates), key=lambda c: c.score)
+    assert passages[best.passage_index][best.start : best.end] == "28,500"
+    torch_reader = SpanReader.load(backend="torch")
+    a = reader.logits(pad_batch(make_windows(reader.tokenizer, ["Q?"], passages)))
+    b = torch_reader.logits(pad_batch(make_windows(reader.tokenizer, ["Q?"], passages)))
+    assert np.allclose(a[0], b[0], atol=1e-3) and np.allclose(a[1], b[1], atol=1e-3)
