@@ -22,14 +22,11 @@ import json
 import os
 import platform
 import random
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +35,7 @@ from rich.console import Console
 from rich.table import Table
 
 from rag.evaluation.metrics import percentile
+from rag.evaluation.server import Server, serve, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLD = ROOT / "eval" / "gold" / "seed.jsonl"
@@ -50,12 +48,6 @@ console = Console(width=None if sys.stdout.isatty() else 160)
 # ------------------------------------------------------------------------------------ the server under test
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def build_seed_index(folder: Path) -> Path:
     """``rag ingest seeds/ --index FOLDER``: the index the service ships with, in a folder of our own."""
     done = subprocess.run(
@@ -64,64 +56,6 @@ def build_seed_index(folder: Path) -> Path:
     if done.returncode != 0:
         raise RuntimeError(f"rag ingest failed ({done.returncode}):\n{done.stderr[-2000:]}")
     return folder
-
-
-@dataclass
-class Server:
-    url: str
-    pid: int | None  # None: a service we did not start
-    log: Path | None
-    startup_s: float
-    health: dict
-
-
-@contextmanager
-def serve(
-    index: Path, log: Path, *, reader: str, env: dict[str, str] | None = None, ready_s: float = 300
-) -> Iterator[Server]:
-    """``rag serve --index INDEX --port P --reader R`` on 127.0.0.1, ready (/readyz) when yielded, stopped after.
-
-    Logs at info level: the service writes one JSON access line per request, with its own time in ms.
-    """
-    port = free_port()
-    cmd = [str(RAG), "serve", "--index", str(index), "--host", "127.0.0.1", "--port", str(port), "--reader", reader]
-    environ = {**os.environ, "RAG_LOG_LEVEL": "info", **(env or {})}
-    started = time.perf_counter()
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=environ, cwd=ROOT
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        health = wait_ready(url, proc, log, ready_s)
-        yield Server(url, proc.pid, log, time.perf_counter() - started, health)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def wait_ready(url: str, proc: subprocess.Popen | None, log: Path | None, ready_s: float) -> dict:
-    deadline = time.monotonic() + ready_s
-    with httpx.Client(base_url=url, timeout=10) as client:
-        while True:
-            if proc is not None and proc.poll() is not None:
-                tail = log.read_text(errors="replace")[-2000:] if log else ""
-                raise RuntimeError(f"rag serve exited with code {proc.returncode}:\n{tail}")
-            try:
-                r = client.get("/readyz")
-                if r.status_code == 200:
-                    return r.json()
-                if r.status_code == 503 and r.json().get("detail"):
-                    raise RuntimeError(f"the service is up but not ready: {r.json()['detail']}")
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the service at {url} was not ready after {ready_s:.0f} s")
-            time.sleep(0.25)
 
 
 def server_errors(log: Path) -> Counter:

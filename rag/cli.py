@@ -257,13 +257,18 @@ def fit_calibration(
     ),
 ) -> None:
     """Fit the answer/no-answer calibrator for a reader on held-out training articles."""
+    from rag.embedding import Embedder
     from rag.pipeline import QAPipeline
     from rag.reader.fit_calibration import fit
     from rag.reader.model import DEFAULT_READER_DIR
 
     folder = reader_dir or DEFAULT_READER_DIR
+    settings = _settings()  # the runtimes the service will use (RAG_READER_BACKEND, RAG_EMBED_BACKEND)
     try:
-        pipeline = QAPipeline.load(reader, reader_dir=folder)
+        embedder = Embedder(backend=settings.embed_backend)
+        pipeline = QAPipeline.load(
+            reader, reader_dir=folder, backend=settings.reader_backend, embedder=embedder, calibrated=False
+        )
     except RagError as exc:
         raise _fail(exc) from None
     fit(

@@ -40,9 +40,9 @@ BACKENDS = ("onnx", "onnx-int8", "torch")
 class Embedder:
     """Encodes passages and queries into L2-normalised float32 vectors (384-d).
 
-    ``backend``: ``onnx`` (default; ONNX Runtime, the same fp32 maths as torch, faster on a CPU),
-    ``onnx-int8`` (dynamically quantised, faster still, cosine to fp32 >= 0.99) or ``torch``
-    (sentence-transformers itself).
+    ``backend``: ``onnx-int8`` (default: ONNX Runtime, selectively quantised, cosine to fp32 >= 0.99 and the same
+    retrieval hit@1/hit@5 on SQuAD training articles, about 1.5x faster than fp32), ``onnx`` (the same fp32
+    maths as torch) or ``torch`` (sentence-transformers itself).
     """
 
     def __init__(
@@ -51,7 +51,7 @@ class Embedder:
         *,
         batch_size: int = 64,
         cache_size: int = 1024,
-        backend: str = "onnx",
+        backend: str = "onnx-int8",
         threads: int | None = None,
     ) -> None:
         if backend not in BACKENDS:

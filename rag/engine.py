@@ -23,11 +23,14 @@ log = logging.getLogger("rag.engine")
 
 
 def model_record(embedder: Embedder) -> dict:
+    """What an index records of its embedding model. The runtime (``backend``) is recorded for the reader of
+    the manifest; the backends' vectors agree to cosine >= 0.99, so a change of runtime is not a mismatch."""
     return {
         "id": embedder.model_id,
         "checksum": model_checksum(embedder.folder),
         "dim": embedder.dim,
         "max_seq_length": embedder.max_seq_length,
+        "backend": embedder.backend,
     }
 
 

@@ -28,21 +28,23 @@ class Settings(BaseSettings):
     reader: Literal["trained", "heuristic"] = Field("trained", description="Answer extractor")
     reader_dir: Path | None = Field(None, description="Folder of reader weights (default: the shipped reader)")
     threads: int | None = Field(None, ge=1, le=64, description="Threads per model pass (default: all cores)")
-    embed_backend: Literal["onnx", "onnx-int8", "torch"] = Field("onnx", description="Embedding runtime")
-    reader_backend: Literal["onnx", "torch"] = Field("onnx", description="Reader runtime")
+    embed_backend: Literal["onnx", "onnx-int8", "torch"] = Field("onnx-int8", description="Embedding runtime")
+    reader_backend: Literal["onnx", "onnx-int8", "torch"] = Field("onnx-int8", description="Reader runtime")
 
-    read_k: int = Field(5, ge=1, le=20, description="Passages the reader reads per question")
+    read_k: int = Field(3, ge=1, le=20, description="Passages the reader reads per question")
     max_answers: int = Field(3, ge=1, le=10, description="Distinct answers returned at most")
     no_answer_threshold: float | None = Field(
         None, ge=0, le=1, description="Answer only above this score (default: the calibrated threshold)"
     )
 
     fusion: Literal["rrf", "dense", "lexical"] = Field("rrf", description="How dense and BM25 rankings combine")
-    rrf_k: int = Field(60, ge=1, description="RRF constant k")
-    dense_weight: float = Field(1.0, ge=0, description="Weight of the dense ranking in RRF")
+    rrf_k: int = Field(5, ge=1, description="RRF constant k")
+    dense_weight: float = Field(0.5, ge=0, description="Weight of the dense ranking in RRF")
     lexical_weight: float = Field(1.0, ge=0, description="Weight of the BM25 ranking in RRF")
     retrieval_depth: int = Field(50, ge=1, le=1000, description="Candidates per retriever before fusion")
 
+    bm25_k1: float = Field(0.9, gt=0, le=10, description="BM25 k1 (term-frequency saturation)")
+    bm25_b: float = Field(0.5, ge=0, le=1, description="BM25 b (length normalisation)")
     chunk_max_tokens: int = Field(200, ge=16, le=512, description="Chunk budget in embedder tokens")
     chunk_overlap_sentences: int = Field(1, ge=0, le=5, description="Sentences repeated across a chunk cut")
     title_in_text: bool = Field(True, description="Prepend the title to chunks for embedding and BM25")
@@ -58,7 +60,7 @@ class Settings(BaseSettings):
     def index_settings(self) -> IndexSettings:
         return IndexSettings(
             chunker=ChunkerSettings(max_tokens=self.chunk_max_tokens, overlap_sentences=self.chunk_overlap_sentences),
-            lexical=LexicalSettings(),
+            lexical=LexicalSettings(k1=self.bm25_k1, b=self.bm25_b),
             title_in_text=self.title_in_text,
             dense_kind=self.dense_index,
         )

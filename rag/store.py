@@ -307,6 +307,10 @@ class CorpusIndex:
                 f"(checksum {str(model.get('checksum'))[:12]}); {rebuild}"
             )
         stored = _settings_from_dict(manifest["settings"], dense_kind=(settings or IndexSettings()).dense_kind)
+        # Other BM25 parameters need no re-embedding: the lexical index is rebuilt from the chunks below.
+        relex = settings is not None and stored.lexical != settings.lexical
+        if relex and settings is not None:
+            stored = replace(stored, lexical=settings.lexical)
         if settings is not None and stored.as_dict() != settings.as_dict():
             raise IndexMismatch(
                 f"index {gen} was built with settings {json.dumps(stored.as_dict(), sort_keys=True)}, "
@@ -350,7 +354,12 @@ class CorpusIndex:
         index.dense = DenseIndex.load(
             gen / "dense.faiss", dense_info["kind"], int(manifest["model"]["dim"]), dense_info["params"]
         )
-        index.lexical = BM25Index(stored.lexical).load(gen / "bm25", len(chunks))
+        if relex:
+            index.lexical = BM25Index(stored.lexical).build(
+                [indexed_text(documents[c.doc_id].title, c.text, stored.title_in_text) for c in chunks]
+            )
+        else:
+            index.lexical = BM25Index(stored.lexical).load(gen / "bm25", len(chunks))
         if index.dense.size != len(chunks) or len(vectors) != len(chunks):
             raise IndexCorrupt(f"index {gen} holds {len(chunks)} chunks but {index.dense.size} vectors; {rebuild}")
         return index

@@ -85,7 +85,7 @@ def test_candidate_features_reward_agreement():
         Candidate(1, 6, 12, 4.0, 1.0),
         Candidate(2, 0, 7, 4.5, 1.0),
     ]
-    rows = candidate_features(cands, hits, passages, question_terms=3)
+    rows = candidate_features(cands, hits, passages, "How much does Seoul pay?", lambda t: t.lower().split())
     agree = FEATURES.index("agreement")
     assert rows[0][agree] == rows[1][agree] == pytest.approx(2 / 3)
     assert rows[2][agree] == pytest.approx(1 / 3)
@@ -101,6 +101,6 @@ def test_trained_reader_reads_exact_spans(seed_text):
     best = max((c for r in readings for c in r.candidates), key=lambda c: c.score)
     assert passages[best.passage_index][best.start : best.end] == "28,500"
     torch_reader = SpanReader.load(backend="torch")
-    a = reader.logits(pad_batch(make_windows(reader.tokenizer, ["Q?"], passages)))
-    b = torch_reader.logits(pad_batch(make_windows(reader.tokenizer, ["Q?"], passages)))
+    a = reader.logits(pad_batch(make_windows(reader.tokenizer, ["Q?"] * 2, passages)))
+    b = torch_reader.logits(pad_batch(make_windows(reader.tokenizer, ["Q?"] * 2, passages)))
     assert np.allclose(a[0], b[0], atol=1e-3) and np.allclose(a[1], b[1], atol=1e-3)

@@ -189,3 +189,16 @@ def test_approximate_index_kinds_support_incremental_changes(model):
     keys, _ = index2.dense.search(fake.encode([new.text]), 1)
     assert index2.chunk(int(keys[0])).doc_id == "new"
     assert index.dense.size == 1500  # the previous snapshot's index was not touched
+
+
+def test_other_bm25_parameters_rebuild_the_lexical_index_without_reembedding(embedder, model, tmp_path):
+    from rag.lexical import LexicalSettings
+
+    index, _ = CorpusIndex.empty(IndexSettings(), model).apply([doc(1), doc(2)], embedder=embedder)
+    index.save(tmp_path)
+    other = IndexSettings(lexical=LexicalSettings(k1=1.5, b=0.9))
+    loaded = CorpusIndex.load(tmp_path, settings=other, model=model)
+    assert loaded.settings.lexical == other.lexical
+    assert np.array_equal(loaded.vectors, index.vectors)
+    rows, scores = loaded.lexical.search("topic 2", 2)
+    assert loaded.chunks[int(rows[0])].doc_id == "d2" and scores[0] > 0

@@ -4,16 +4,11 @@ concurrency levels (errors counted, never retried), and the server's memory from
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 import statistics
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -22,84 +17,18 @@ from benchmark.corpora import Question
 from benchmark.queries import ASK_TOP_K, SEARCH_K, Observed
 from benchmark.records import Throughput
 from rag.evaluation.metrics import percentile
+from rag.evaluation.server import Server
+from rag.evaluation.server import serve as served
 
 TIMEOUT_S = 120.0
 
 
-@dataclass
-class ServerProcess:
-    url: str
-    pid: int
-    startup_s: float
-    log: Path
-
-    def memory_mib(self, field: str) -> float:
-        """``VmRSS`` (now) or ``VmHWM`` (peak) of the server process, from /proc/<pid>/status."""
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def rag_command() -> list[str]:
-    script = Path(sys.executable).parent / "rag"
-    return [str(script)] if script.exists() else [sys.executable, "-c", "from rag.cli import app; app()"]
-
-
 @contextmanager
-def serve(
-    index: Path, reader: str, reader_dir: Path, log_path: Path, ready_timeout_s: float = 300
-) -> Iterator[ServerProcess]:
-    """``rag serve --index DIR --port P`` (plus ``--reader``), waited on until /readyz says ready."""
-    port = free_port()
-    cmd = [
-        *rag_command(),
-        "serve",
-        "--index",
-        str(index),
-        "--port",
-        str(port),
-        "--host",
-        "127.0.0.1",
-        "--reader",
-        reader,
-    ]
-    env = {**os.environ, "RAG_LOG_LEVEL": "warning", "RAG_READER_DIR": str(reader_dir)}
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        with httpx.Client(base_url=url, timeout=10) as client:
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"rag serve exited with code {proc.returncode}; see {log_path}")
-                try:
-                    r = client.get("/readyz")
-                    if r.status_code == 200:
-                        break
-                    if r.status_code == 503 and r.json().get("detail"):
-                        raise RuntimeError(f"rag serve is up but not ready: {r.json()['detail']}")
-                except httpx.TransportError:
-                    pass
-                if time.perf_counter() - t0 > ready_timeout_s:
-                    raise RuntimeError(f"rag serve not ready after {ready_timeout_s:.0f} s; see {log_path}")
-                time.sleep(0.2)
-        yield ServerProcess(url, proc.pid, time.perf_counter() - t0, log_path)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+def serve(index: Path, reader: str, reader_dir: Path, log_path: Path, ready_timeout_s: float = 300) -> Iterator[Server]:
+    """``rag serve --index DIR --port P --reader R`` with the benchmark's reader weights, ready when yielded."""
+    env = {"RAG_LOG_LEVEL": "warning", "RAG_READER_DIR": str(reader_dir)}
+    with served(index, log_path, reader=reader, env=env, ready_s=ready_timeout_s) as server:
+        yield server
 
 
 # ------------------------------------------------------------------------------------------------ latency

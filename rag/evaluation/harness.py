@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -25,6 +23,7 @@ import httpx
 
 from rag.evaluation.datasets import GoldItem, GoldSet
 from rag.evaluation.metrics import exact_match, f1, ndcg_at, recall_at
+from rag.evaluation.server import free_port, serve_command
 
 Mode = Literal["url", "in-process", "serve"]
 
@@ -170,24 +169,6 @@ async def in_process(settings: Any, engine: Any = None) -> AsyncIterator[tuple[h
         _client(transport=httpx.ASGITransport(app=app), base_url="http://in-process") as client,
     ):
         yield client, await wait_ready(client, 5)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def serve_command(index: str | Path | None, port: int, reader: str | None) -> list[str]:
-    """``rag serve`` from this interpreter's environment (the console script sits beside ``sys.executable``)."""
-    script = Path(sys.executable).parent / "rag"
-    cmd = [str(script)] if script.exists() else [sys.executable, "-c", "from rag.cli import app; app()"]
-    cmd += ["serve", "--host", "127.0.0.1", "--port", str(port)]
-    if index is not None:
-        cmd += ["--index", str(index)]
-    if reader is not None:
-        cmd += ["--reader", reader]
-    return cmd
 
 
 def _tail(path: Path, lines: int = 15) -> str:

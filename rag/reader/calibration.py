@@ -12,16 +12,19 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
+from rag.errors import ModelError
 from rag.evaluation.metrics import normalize_answer
 from rag.types import Hit
 
+#: Every feature is independent of the corpus's size and make-up (no raw BM25 scores, whose scale follows the
+#: corpus statistics), so a calibration fitted on one corpus carries over to another.
 FEATURES = (
     "span_score",
     "margin",
@@ -30,9 +33,10 @@ FEATURES = (
     "agreement",
     "passage_dense",
     "top_dense",
-    "passage_lexical",
+    "question_coverage",
     "inverse_rank",
     "log_length",
+    "answer_in_question",
 )
 
 
@@ -49,9 +53,15 @@ class Candidate:
 
 
 def candidate_features(
-    candidates: Sequence[Candidate], hits: Sequence[Hit], passages: Sequence[str], question_terms: int
+    candidates: Sequence[Candidate],
+    hits: Sequence[Hit],
+    passages: Sequence[str],
+    question: str,
+    tokenize: Callable[[str], list[str]],
 ) -> list[tuple[float, ...]]:
-    """The FEATURES of every candidate, computed against all the others (agreement, share of mass)."""
+    """The FEATURES of every candidate, computed against all the others (agreement, share of mass).
+
+    ``tokenize`` turns text into the terms BM25 uses (stemmed, no stop words)."""
     if not candidates:
         return []
     scores = np.array([c.reader_score for c in candidates], dtype=np.float64)
@@ -64,12 +74,17 @@ def candidate_features(
     best_margin = max(c.reader_score - c.null_score for c in candidates)
     top_dense = max((h.dense_score for h in hits if h.dense_score is not None), default=0.0)
     read = max(1, len(best_per_passage))
+    q_terms = set(tokenize(question))
+    coverage = {
+        i: len(q_terms & set(tokenize(passages[i]))) / max(1, len(q_terms)) for i in {c.hit_index for c in candidates}
+    }
     out: list[tuple[float, ...]] = []
     for c, text, s in zip(candidates, texts, share, strict=True):
         hit = hits[c.hit_index]
         mass = float(sum(sh for t, sh in zip(texts, share, strict=True) if t == text))
         agree = sum(1 for t in best_per_passage.values() if t == text) / read
-        lexical = (hit.lexical_score or 0.0) / max(1, question_terms)
+        a_terms = tokenize(passages[c.hit_index][c.start : c.end])
+        echo = sum(1 for t in a_terms if t in q_terms) / len(a_terms) if a_terms else 0.0
         out.append(
             (
                 c.reader_score,
@@ -79,9 +94,10 @@ def candidate_features(
                 agree,
                 hit.dense_score if hit.dense_score is not None else 0.0,
                 top_dense,
-                lexical,
+                coverage[c.hit_index],
                 1.0 / (c.hit_index + 1),
                 math.log(1 + c.end - c.start),
+                echo,
             )
         )
     return out
@@ -155,6 +171,11 @@ class Calibrator:
     @classmethod
     def load(cls, path: Path) -> Calibrator:
         data = json.loads(path.read_text())
+        if tuple(data["features"]) != FEATURES:
+            raise ModelError(
+                f"calibration {path} was fitted on features {data['features']}, this program computes "
+                f"{list(FEATURES)}; refit it with: rag fit-calibration --reader <trained|heuristic>"
+            )
         return cls(
             features=tuple(data["features"]),
             mean=data["mean"],

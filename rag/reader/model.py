@@ -68,11 +68,12 @@ class SpanReader:
 
     @property
     def backend(self) -> str:
-        return "torch" if self.session is None else "onnx"
+        return "torch" if self.session is None else "onnx"  # (fp32 or int8: the session's file says which)
 
     @classmethod
     def load(cls, path: str | Path | None = None, *, threads: int | None = None, backend: str = "onnx") -> SpanReader:
-        """Load the weights once; ``backend`` ``onnx`` (default, exported once and cached) or ``torch``."""
+        """Load the weights once. ``backend``: ``onnx`` (fp32, exported once and cached), ``onnx-int8``
+        (selectively quantised, see rag.onnx.quantize_int8) or ``torch``."""
         import torch
         from safetensors.torch import load_file
         from transformers import AutoConfig, AutoModelForQuestionAnswering, AutoTokenizer
@@ -96,15 +97,20 @@ class SpanReader:
         info = json.loads((folder / "reader.json").read_text()) if (folder / "reader.json").is_file() else {}
         cfg = info.get("config", {})
         session = None
-        if backend == "onnx":
+        if backend in ("onnx", "onnx-int8"):
             from rag import onnx
 
             onnx_path = onnx.cache_dir() / f"reader-{onnx.weights_key(weights)}.onnx"
             if not onnx_path.is_file():
                 onnx.export(model, onnx_path, qa=True)
+            if backend == "onnx-int8":
+                quantized = onnx_path.with_name(f"{onnx_path.stem}-int8-{onnx.INT8_RECIPE}.onnx")
+                if not quantized.is_file():
+                    onnx.quantize_int8(onnx_path, quantized)
+                onnx_path = quantized
             session = onnx.session(onnx_path, threads)
         elif backend != "torch":
-            raise ModelError(f"reader backend must be onnx or torch, got {backend!r}")
+            raise ModelError(f"reader backend must be onnx, onnx-int8 or torch, got {backend!r}")
         return cls(
             model,
             tokenizer,
