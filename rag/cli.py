@@ -224,6 +224,7 @@ def train_reader(
     stride: int = 96,
     seed: int = 13,
     threads: int = 2,
+    device: Annotated[str, typer.Option(help="torch device: cpu, or cuda where a GPU is lent")] = "cpu",
     max_questions: Annotated[int | None, typer.Option(help="Train on a sample (for timing runs)")] = None,
 ) -> None:
     """Fine-tune the span reader on the SQuAD 2.0 training articles (validation articles untouched)."""
@@ -239,6 +240,7 @@ def train_reader(
         stride=stride,
         seed=seed,
         threads=threads,
+        device=device,
         max_questions=max_questions,
     )
     train(config, log=lambda m: err.print(escape(m)))

@@ -104,3 +104,22 @@ def test_trained_reader_reads_exact_spans(seed_text):
     a = reader.logits(pad_batch(make_windows(reader.tokenizer, ["Q?"] * 2, passages)))
     b = torch_reader.logits(pad_batch(make_windows(reader.tokenizer, ["Q?"] * 2, passages)))
     assert np.allclose(a[0], b[0], atol=1e-3) and np.allclose(a[1], b[1], atol=1e-3)
+
+
+def test_best_threshold_f1_trades_answers_against_abstentions():
+    from rag.reader.validate import best_threshold_f1
+
+    # Two answerable (F1 1.0 and 0.5) and two unanswerable questions; margins rank them so that answering the
+    # top two and abstaining on the rest gives (1 + 0.5 + 1 + 1) / 4.
+    margins = [3.0, 2.0, 1.0, 0.0]
+    answered = [1.0, 0.5, 0.0, 0.0]
+    answerable = [True, True, False, False]
+    assert best_threshold_f1(margins, answered, answerable) == 87.5
+    # An unanswerable question ranked first: abstaining on everything (1 of 3 right) beats answering.
+    assert best_threshold_f1([3.0, 2.0, 1.0], [0.0, 0.2, 0.2], [False, True, True]) == pytest.approx(33.33, abs=0.01)
+    assert best_threshold_f1([], [], []) == 0.0
+
+
+def test_base_model_path_can_be_overridden(monkeypatch, tmp_path):
+    monkeypatch.setenv("RAG_BASE_MODEL_DIR", str(tmp_path))
+    assert base_model_path() == str(tmp_path)

