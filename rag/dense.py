@@ -26,6 +26,15 @@ MIN_TRAIN_PER_LIST = 8
 RETRAIN_GROWTH = 4
 
 
+_search_threads: int | None = None
+
+
+def set_search_threads(threads: int | None) -> None:
+    """Threads for every later ``DenseIndex.search``, in whichever thread it runs (None: FAISS's default)."""
+    global _search_threads
+    _search_threads = threads
+
+
 def choose_kind(kind: str, n: int) -> str:
     if kind not in KINDS:
         raise ValidationError(f"dense index kind must be one of {', '.join(KINDS)}, got {kind!r}")
@@ -103,6 +112,12 @@ class DenseIndex:
         """Keys and cosine scores of the ``k`` nearest vectors to one query, best first."""
         if self.size == 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        if _search_threads is not None:
+            import faiss
+
+            # OpenMP's thread count is per calling thread: a server's worker threads would otherwise search
+            # with the default team (all cores), measured 7 ms per search against 0.06 ms on one thread.
+            faiss.omp_set_num_threads(_search_threads)
         scores, keys = self.index.search(np.ascontiguousarray(query, dtype=np.float32), min(k, self.size))
         keep = keys[0] >= 0
         return keys[0][keep].astype(np.int64), scores[0][keep].astype(np.float32)
