@@ -158,19 +158,16 @@ class QAPipeline:
             else self.calibrator.threshold
         )
         answers: list[Answer] = []
-        seen_text: set[str] = set()
-        seen_span: set[tuple[str, int, int]] = set()
+        kept: list[tuple[str, int, int, str]] = []
         for prob, cand in scored:
             if prob < threshold or len(answers) >= max_answers:
                 break
             chunk = hits[cand.hit_index].chunk
             text = passages[cand.hit_index][cand.start : cand.end]
-            key_text = normalize_answer(text) or text
-            span = (chunk.doc_id, chunk.start + cand.start, chunk.start + cand.end)
-            if key_text in seen_text or span in seen_span:
+            span = (chunk.doc_id, chunk.start + cand.start, chunk.start + cand.end, normalize_answer(text) or text)
+            if not is_distinct(span, kept):
                 continue
-            seen_text.add(key_text)
-            seen_span.add(span)
+            kept.append(span)
             answers.append(
                 self.cite(index, chunk.doc_id, span[1], span[2], prob, chunk.chunk_id, chunk.start, chunk.end)
             )
@@ -239,3 +236,14 @@ def default_calibrator(reader_kind: str) -> Calibrator:
 
 def ms(seconds: float) -> float:
     return round(seconds * 1000, 2)
+
+
+def is_distinct(span: tuple[str, int, int, str], kept: Sequence[tuple[str, int, int, str]]) -> bool:
+    """A candidate answer (document id, start, end, normalised text) is distinct from the better ones already
+    kept when its text differs from each and its characters do not overlap theirs in the same document
+    ("28" inside "28,500" is the same answer, read worse)."""
+    doc_id, start, end, text = span
+    return all(
+        text != k_text and (doc_id != k_doc or end <= k_start or start >= k_end)
+        for k_doc, k_start, k_end, k_text in kept
+    )

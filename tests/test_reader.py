@@ -123,3 +123,14 @@ def test_best_threshold_f1_trades_answers_against_abstentions():
 def test_base_model_path_can_be_overridden(monkeypatch, tmp_path):
     monkeypatch.setenv("RAG_BASE_MODEL_DIR", str(tmp_path))
     assert base_model_path() == str(tmp_path)
+
+
+def test_answers_are_distinct_by_text_and_by_place():
+    from rag.pipeline import is_distinct
+
+    kept = [("doc", 100, 106, "28500")]
+    assert not is_distinct(("doc", 100, 102, "28"), kept)  # inside a better answer
+    assert not is_distinct(("doc", 100, 113, "28500strong"), kept)  # around it
+    assert not is_distinct(("other", 5, 11, "28500"), kept)  # the same text elsewhere
+    assert is_distinct(("doc", 106, 110, "us"), kept)  # touching is not overlapping
+    assert is_distinct(("other", 100, 102, "28"), kept)  # the same place in another document
