@@ -6,14 +6,14 @@ STAMP := $(VENV)/.installed
 INDEX ?= index
 SHARED ?= ../shared
 
-.PHONY: install serve test index eval eval-quick bench bench-quick bench-scale loadtest fuzz clean-index
+.PHONY: install serve test index eval eval-quick bench bench-quick bench-scale bench-ray loadtest fuzz clean-index
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	# The CPU build of torch lies on this disk; install it first so nothing pulls a CUDA build.
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,ray]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -45,6 +45,10 @@ bench-quick: install
 
 bench-scale: install
 	$(BIN)/python eval/bench.py --scale
+
+# Ingest on Ray (1 and 2 workers) against the local path, and sharded against unsharded search; not in `make bench`.
+bench-ray: install
+	$(BIN)/python eval/benchmark/ray_bench.py --shared $(SHARED)
 
 # Thousands of requests at concurrency 8/32/64 and an overload level, against uvicorn on 127.0.0.1.
 loadtest: install

@@ -72,8 +72,25 @@ def ingest(
         list[str] | None, typer.Option("--delete", help="Also delete this document id (repeatable)")
     ] = None,
     sync: Annotated[bool, typer.Option(help="Delete indexed documents that are not in PATHS")] = False,
+    engine_name: Annotated[
+        str, typer.Option("--engine", help="local (one process) or ray (Ray Data; needs the ray extra)")
+    ] = "local",
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster to join (ray engine) [default: start a local Ray]")
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Embedding actors (ray engine), each loads the model once")] = 2,
+    shards: Annotated[int | None, typer.Option(help="Write a sharded index with this many shards (ray engine)")] = None,
 ) -> None:
     """Add or update documents in an index (incremental: unchanged documents are not embedded again)."""
+    if engine_name not in ("local", "ray"):
+        err.print(f"[red]error:[/red] --engine must be local or ray, got {escape(engine_name)!r}")
+        raise typer.Exit(EXIT_USAGE)
+    if engine_name == "local" and (address is not None or shards is not None):
+        err.print("[red]error:[/red] --address and --shards need --engine ray")
+        raise typer.Exit(EXIT_USAGE)
+    if engine_name == "ray":
+        _ingest_ray(paths, index, rebuild, list(delete or []), sync, address, workers, shards)
+        return
     from rag.embedding import Embedder
     from rag.engine import Engine
     from rag.loaders import load_paths
@@ -111,6 +128,58 @@ def ingest(
         f"(added {len(report.added)}, replaced {len(report.replaced)}, unchanged {len(report.unchanged)}, "
         f"deleted {len(report.deleted)}, skipped {len(report.skipped)}; "
         f"{report.chunks_embedded} chunks embedded in {report.seconds:.1f} s)"
+    )
+    if report.skipped:
+        raise typer.Exit(EXIT_PROBLEMS)
+
+
+def _ingest_ray(
+    paths: list[Path],
+    index: Path | None,
+    rebuild: bool,
+    deletes: list[str],
+    sync: bool,
+    address: str | None,
+    workers: int,
+    shards: int | None,
+) -> None:
+    import shutil
+
+    from rag.embedding import Embedder
+    from rag.engine import model_record
+
+    settings = _settings(index)
+    try:
+        from rag.distributed import RayOptions, ingest
+        from rag.shards import is_sharded
+
+        options = RayOptions(address=address, workers=workers, embed_backend=settings.embed_backend)
+        folder = settings.index_dir
+        if rebuild and ((folder / "CURRENT").exists() or is_sharded(folder)):
+            shutil.rmtree(folder)
+        logging.getLogger("ray").setLevel(logging.WARNING)
+        # The model record (id, weights checksum) needs no loaded model; the actors load it.
+        model = model_record(Embedder(backend=settings.embed_backend))
+        report, stats = ingest(
+            paths,
+            folder,
+            settings=settings.index_settings(),
+            model=model,
+            options=options,
+            shards=shards,
+            deletes=deletes,
+            sync=sync,
+        )
+    except RagError as exc:
+        raise _fail(exc) from None
+    for item, reason in report.skipped:
+        err.print(f"[yellow]skipped[/yellow] {escape(item)}: {escape(reason)}")
+    console.print(
+        f"index {settings.index_dir}{f' ({shards} shards)' if shards else ''}: added {len(report.added)}, "
+        f"replaced {len(report.replaced)}, unchanged {len(report.unchanged)}, deleted {len(report.deleted)}, "
+        f"skipped {len(report.skipped)}; {report.chunks_embedded} chunks embedded in {stats.total:.1f} s "
+        f"(Ray start {stats.ray_init:.1f} s, load {stats.load:.1f} s, embed {stats.pipeline:.1f} s on {workers} "
+        f"workers, {stats.documents_resumed} documents resumed from an interrupted run, write {stats.assemble:.1f} s)"
     )
     if report.skipped:
         raise typer.Exit(EXIT_PROBLEMS)
@@ -200,6 +269,7 @@ def serve(
     os.environ["RAG_INDEX_DIR"] = str(settings.index_dir)
     os.environ["RAG_READER"] = settings.reader
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # its CPU-feature probing reads like an error
     uvicorn.run(
         "service.main:app_factory",
         factory=True,

@@ -17,6 +17,7 @@ from rag.embedding import Embedder, model_checksum
 from rag.errors import IndexNotFound, RagError
 from rag.pipeline import QAPipeline
 from rag.settings import Settings
+from rag.shards import ShardedIndex, is_sharded
 from rag.store import CorpusIndex, index_exists
 from rag.types import AskResult, Document, Hit, IngestReport
 
@@ -81,7 +82,14 @@ class Engine:
     def reload(self, *, create: bool = False) -> None:
         self._missing = False
         try:
-            self._snapshot = CorpusIndex.load(self.index_dir, settings=self.settings.index_settings(), model=self.model)
+            if is_sharded(self.index_dir):  # served read-only: written by `rag ingest --shards N`
+                self._snapshot = ShardedIndex.load(
+                    self.index_dir, settings=self.settings.index_settings(), model=self.model
+                )
+            else:
+                self._snapshot = CorpusIndex.load(
+                    self.index_dir, settings=self.settings.index_settings(), model=self.model
+                )
             self.load_error = None
         except IndexNotFound as exc:
             self._missing = True

@@ -7,6 +7,7 @@
     ├── IndexNotFound        no index in the folder
     ├── IndexMismatch        an index built with another model or other settings
     ├── IndexCorrupt         an index folder whose files do not match its manifest
+    ├── ReadOnlyIndex        a write to an index served read-only (a sharded index)
     └── ModelError           a model could not be loaded
 
 The service maps these to HTTP status codes at its edge; library code never raises HTTP errors.
@@ -22,6 +23,7 @@ __all__ = [
     "LoadError",
     "ModelError",
     "RagError",
+    "ReadOnlyIndex",
     "ValidationError",
 ]
 
@@ -57,6 +59,10 @@ class IndexMismatch(RagError):
 
 class IndexCorrupt(RagError):
     """The index folder's files are missing or do not match its manifest."""
+
+
+class ReadOnlyIndex(RagError):
+    """A write was asked of an index that is served read-only (a sharded index: written by ``rag ingest``)."""
 
 
 class ModelError(RagError):

@@ -66,6 +66,16 @@ class BM25Index:
         top = top[scores[top] > 0]
         return top.astype(np.int64), scores[top].astype(np.float32)
 
+    def postings(self, term: str) -> tuple[np.ndarray, np.ndarray]:
+        """Rows holding one already tokenised ``term`` and its BM25 contribution to each (IDF included); the
+        number of rows is the term's document frequency. A sharded index rescales these by a global IDF."""
+        if self._bm25 is None or self.size == 0 or term not in self._bm25.vocab_dict:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        scores = self._bm25.scores
+        t = self._bm25.vocab_dict[term]
+        lo, hi = int(scores["indptr"][t]), int(scores["indptr"][t + 1])
+        return scores["indices"][lo:hi].astype(np.int64), scores["data"][lo:hi].astype(np.float32)
+
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         if self._bm25 is not None and self.size:

@@ -27,7 +27,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ import numpy as np
 
 from rag.chunking import ChunkerSettings, chunk_text
 from rag.dense import DenseIndex
-from rag.errors import DocumentNotFound, IndexCorrupt, IndexMismatch, IndexNotFound
+from rag.errors import DocumentNotFound, IndexCorrupt, IndexMismatch, IndexNotFound, ValidationError
 from rag.lexical import BM25Index, LexicalSettings
 from rag.types import Chunk, Document, Embeddings, IngestReport
 
@@ -45,6 +45,8 @@ CURRENT = "CURRENT"
 EMBED_BATCH = 256
 
 Progress = Callable[[int, int], None]
+#: A document chunked and embedded elsewhere: its chunk spans (start, end) and their vectors, row for row.
+Prepared = tuple[Sequence[tuple[int, int]], Embeddings]
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,8 +114,13 @@ class CorpusIndex:
         embedder,
         progress: Progress | None = None,
         skipped: Sequence[tuple[str, str]] = (),
+        prepared: Mapping[str, Prepared] | None = None,
     ) -> tuple[CorpusIndex, IngestReport]:
-        """A new snapshot with ``upserts`` added or replaced and ``deletes`` removed; only new text is embedded."""
+        """A new snapshot with ``upserts`` added or replaced and ``deletes`` removed; only new text is embedded.
+
+        ``prepared`` maps a document id to its chunk spans and vectors computed elsewhere (the distributed
+        ingest, rag/distributed.py) with this index's settings and model: those documents are not chunked or
+        embedded here, and ``embedder`` may be None when every changed document is prepared."""
         started = time.perf_counter()
         delete_ids = list(dict.fromkeys(deletes))
         for doc_id in delete_ids:
@@ -145,14 +152,32 @@ class CorpusIndex:
         new_chunks: list[Chunk] = []
         texts: list[str] = []
         key = self.next_key
+        prepared = prepared or {}
+        given: list[tuple[int, Embeddings]] = []  # (first row, vectors) of prepared documents
         for doc in todo:
-            spans = chunk_text(doc.text, embedder.token_offsets, self.settings.chunker)
-            for ordinal, span in enumerate(spans):
-                chunk = Chunk(key, doc.id, ordinal, span.start, span.end, doc.text[span.start : span.end])
+            ready = prepared.get(doc.id)
+            if ready is not None:
+                spans = [(int(a), int(b)) for a, b in ready[0]]
+                if len(ready[1]) != len(spans):
+                    raise ValidationError(f"document {doc.id!r}: {len(spans)} prepared chunks, {len(ready[1])} vectors")
+                given.append((len(new_chunks), ready[1]))
+            else:
+                spans = [(s.start, s.end) for s in chunk_text(doc.text, embedder.token_offsets, self.settings.chunker)]
+            for ordinal, (start, end) in enumerate(spans):
+                chunk = Chunk(key, doc.id, ordinal, start, end, doc.text[start:end])
                 new_chunks.append(chunk)
-                texts.append(indexed_text(doc.title, chunk.text, self.settings.title_in_text))
+                if ready is None:
+                    texts.append(indexed_text(doc.title, chunk.text, self.settings.title_in_text))
                 key += 1
-        new_vectors = _embed(embedder, texts, progress)
+        new_vectors = _embed(embedder, texts, progress, dim=int(self.model["dim"]))
+        if given:
+            merged = np.zeros((len(new_chunks), int(self.model["dim"])), dtype=np.float32)
+            mask = np.ones(len(new_chunks), dtype=bool)
+            for row, vectors in given:
+                merged[row : row + len(vectors)] = vectors
+                mask[row : row + len(vectors)] = False
+            merged[mask] = new_vectors
+            new_vectors = merged
 
         documents = {k: v for k, v in self.documents.items() if k not in gone}
         documents.update({d.id: d for d in todo})
@@ -378,7 +403,9 @@ def _settings_from_dict(data: dict[str, Any], dense_kind: str) -> IndexSettings:
     )
 
 
-def _embed(embedder, texts: Sequence[str], progress: Progress | None) -> Embeddings:
+def _embed(embedder, texts: Sequence[str], progress: Progress | None, dim: int | None = None) -> Embeddings:
+    if not texts and dim is not None:
+        return np.zeros((0, dim), dtype=np.float32)
     parts = []
     for i in range(0, len(texts), EMBED_BATCH):
         parts.append(embedder.encode(texts[i : i + EMBED_BATCH]))

@@ -12,7 +12,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from rag.errors import DocumentNotFound, IndexCorrupt, IndexMismatch, IndexNotFound, RagError, ValidationError
+from rag.errors import (
+    DocumentNotFound,
+    IndexCorrupt,
+    IndexMismatch,
+    IndexNotFound,
+    RagError,
+    ReadOnlyIndex,
+    ValidationError,
+)
 
 log = logging.getLogger("service")
 
@@ -86,6 +94,8 @@ def install(app: FastAPI) -> None:
             return error_response(404, str(exc), "document_not_found")
         if isinstance(exc, ValidationError):
             return error_response(422, str(exc), "validation_error")
+        if isinstance(exc, ReadOnlyIndex):
+            return error_response(409, str(exc), "read_only_index")
         if isinstance(exc, IndexNotFound | IndexCorrupt | IndexMismatch):
             return error_response(503, f"index not loaded: {exc}", "index_unavailable")
         log.exception("library error on %s", request.url.path)

@@ -24,6 +24,7 @@ _WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody},  # a body that is not UTF-8, or nests past the JSON parser's limit
     401: {"model": ErrorBody},
     403: {"model": ErrorBody},
+    409: {"model": ErrorBody},  # the index is served read-only (a sharded index: written by `rag ingest`)
     413: {"model": ErrorBody},
     **_ERRORS,
 }

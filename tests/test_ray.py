@@ -1,0 +1,167 @@
+"""The Ray ingest (rag/distributed.py) against the local path, on a local Ray with 2 CPUs and a small corpus.
+
+Skipped when Ray is not installed (``pip install '.[ray]'``). One Ray instance serves the whole module; the
+suite takes well under a minute on 2 cores (most of it Ray's start-up and the actors' model loads).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import SEED_DIR, make_settings
+
+ray = pytest.importorskip("ray", reason="Ray is not installed: pip install '.[ray]' to run the distributed tests")
+
+ARTICLES = {
+    "harbour.txt": "Harbour expansion approved\n\nThe council approved the harbour expansion on Monday. "
+    "Work starts in May and should take two years.\n\nThe new quay adds 400 metres of berth. "
+    "Critics said the cost, 80 million euros, was too high.",
+    "rivers.md": "# Rivers of the north\n\nThe Tana river forms part of the border. Salmon fishing there is "
+    "regulated by both countries. Its length is about 360 kilometres.",
+}
+RECORDS = [
+    {"id": "rec-1", "title": "Solar output", "text": "Solar output rose by a third last year. " * 30},
+    {"id": "rec-2", "title": "Rail strike", "text": "Train drivers walked out on Tuesday. Talks resume Friday."},
+    {"id": "bad", "title": "no text"},
+]
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture()
+def corpus(tmp_path: Path) -> Path:
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    for name, text in ARTICLES.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    (folder / "records.jsonl").write_text("\n".join(json.dumps(r) for r in RECORDS), encoding="utf-8")
+    shutil.copy(next(SEED_DIR.glob("*.txt")), folder / "seed.txt")
+    return folder
+
+
+def local_index(corpus: Path, folder: Path, embedder):
+    from rag.engine import Engine
+    from rag.loaders import load_paths
+
+    engine = Engine(make_settings(folder), embedder)
+    engine.reload(create=True)
+    engine.upsert(load_paths([corpus]).documents)
+    return engine.snapshot
+
+
+def ray_ingest(corpus: Path, folder: Path, embedder, workers: int = 1, **kwargs):
+    """One actor unless asked: on 2 busy cores, two actors loading the model at once double the wait."""
+    from rag.distributed import RayOptions, ingest
+    from rag.engine import model_record
+
+    return ingest(
+        [corpus],
+        folder,
+        settings=make_settings(folder).index_settings(),
+        model=model_record(embedder),
+        options=RayOptions(workers=workers, batch_docs=2, embed_backend=embedder.backend),
+        **kwargs,
+    )
+
+
+def test_ray_and_local_give_the_same_index(local_ray, corpus, tmp_path, embedder):
+    from rag.store import CorpusIndex
+
+    expected = local_index(corpus, tmp_path / "local", embedder)
+    report, stats = ray_ingest(corpus, tmp_path / "ray", embedder, workers=2)
+    got = CorpusIndex.load(tmp_path / "ray")
+
+    assert 1 <= len(stats.actor_model_load) <= 2 < stats.parts  # at most one model load per actor, not per batch
+    assert [r[0] for r in report.skipped] == [f"{corpus / 'records.jsonl'} line 3"]
+    assert list(got.documents) == list(expected.documents)
+    assert got.checksums == expected.checksums
+    assert [(c.key, c.chunk_id, c.start, c.end) for c in got.chunks] == [
+        (c.key, c.chunk_id, c.start, c.end) for c in expected.chunks
+    ]
+    assert len(got.chunks) > len(got.documents)  # the long record and the seed split into several chunks
+    # int8 ONNX quantises activations per batch, so batch composition moves vectors slightly (cosine >= 0.99)
+    cosine = np.sum(got.vectors * expected.vectors, axis=1)
+    assert cosine.min() > 0.995, cosine.min()
+    assert got.manifest()["documents"] == expected.manifest()["documents"]
+
+
+def test_ray_vectors_equal_local_within_float_tolerance_with_fp32(local_ray, corpus, tmp_path):
+    from rag.embedding import Embedder
+    from rag.store import CorpusIndex
+
+    fp32 = Embedder(backend="onnx").load()
+    expected = local_index(corpus, tmp_path / "local", fp32)
+    ray_ingest(corpus, tmp_path / "ray", fp32)
+    got = CorpusIndex.load(tmp_path / "ray")
+    assert [c.key for c in got.chunks] == [c.key for c in expected.chunks]
+    np.testing.assert_allclose(got.vectors, expected.vectors, atol=1e-5)
+
+
+def test_an_interrupted_ray_ingest_resumes_with_only_the_missing_work(local_ray, corpus, tmp_path, embedder):
+    from rag.distributed import STAGING
+    from rag.store import CorpusIndex, index_exists
+
+    folder = tmp_path / "ray"
+
+    def interrupt(parts: int) -> None:
+        raise KeyboardInterrupt  # as if the driver died after staging its first batch
+
+    with pytest.raises(KeyboardInterrupt):
+        ray_ingest(corpus, folder, embedder, on_part=interrupt)
+    assert not index_exists(folder)
+    staged = list((folder / STAGING).glob("part-*.npz"))
+    assert len(staged) == 1
+
+    report, stats = ray_ingest(corpus, folder, embedder)
+    total = 5  # seed, two articles, two good records
+    assert stats.documents_resumed == 2  # batch_docs=2: the first batch was kept
+    assert stats.documents_staged == total - 2
+    assert len(report.added) == total
+    assert not (folder / STAGING).exists()
+    assert len(CorpusIndex.load(folder).documents) == total
+
+    # A re-run with nothing changed embeds nothing; a changed file re-embeds only its document.
+    report, stats = ray_ingest(corpus, folder, embedder)
+    assert (stats.documents_staged, report.chunks_embedded, len(report.unchanged)) == (0, 0, total)
+    (corpus / "rivers.md").write_text(ARTICLES["rivers.md"] + " It freezes in winter.", encoding="utf-8")
+    report, stats = ray_ingest(corpus, folder, embedder)
+    assert report.replaced == ("rivers",) and stats.documents_staged == 1
+
+
+def test_ray_writes_a_sharded_index_the_engine_serves(local_ray, corpus, tmp_path, embedder):
+    from rag.shards import ShardedIndex, read_manifest
+    from rag.store import CorpusIndex
+
+    expected = local_index(corpus, tmp_path / "local", embedder)
+    report, _ = ray_ingest(corpus, tmp_path / "sharded", embedder, shards=3)
+    manifest = read_manifest(tmp_path / "sharded")
+    assert [s["name"] for s in manifest["shards"]] == ["shard-000", "shard-001", "shard-002"]
+    assert sum(s["documents"] for s in manifest["shards"]) == len(expected.documents) == len(report.added)
+
+    got = ShardedIndex.load(tmp_path / "sharded")
+    assert set(got.documents) == set(expected.documents)
+    spans = sorted((c.chunk_id, c.start, c.end) for c in got.chunks)
+    assert spans == sorted((c.chunk_id, c.start, c.end) for c in expected.chunks)
+    for shard in manifest["shards"]:  # each shard is an ordinary index as well
+        assert CorpusIndex.load(tmp_path / "sharded" / shard["name"]).documents
+
+
+def test_the_local_path_never_imports_ray():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, rag.cli, rag.engine, rag.distributed, rag.shards, service.main; "
+        "assert 'ray' not in sys.modules, 'ray imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
