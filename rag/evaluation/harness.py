@@ -23,7 +23,7 @@ import httpx
 
 from rag.evaluation.datasets import GoldItem, GoldSet
 from rag.evaluation.metrics import exact_match, f1, ndcg_at, recall_at
-from rag.evaluation.server import free_port, serve_command
+from rag.evaluation.server import free_port, serve_command, stop
 
 Mode = Literal["url", "in-process", "serve"]
 
@@ -201,12 +201,7 @@ async def served(
             yield client, ready
         failed = False
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, grace_s=15)
         if not failed:
             log_path.unlink(missing_ok=True)
 

@@ -101,9 +101,14 @@ def serve(
         health = wait_ready(url, proc, log, ready_s)
         yield Server(url, proc.pid, log, time.perf_counter() - started, health)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, grace_s=20)
+
+
+def stop(proc: subprocess.Popen, *, grace_s: float) -> None:
+    """Ask a server process to stop (SIGTERM), and kill it if it has not within ``grace_s`` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
