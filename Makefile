@@ -6,17 +6,34 @@ STAMP := $(VENV)/.installed
 INDEX ?= index
 SHARED ?= ../shared
 
-.PHONY: install serve test index eval eval-quick bench bench-quick bench-scale bench-ray loadtest fuzz clean-index
+LOCK := requirements.lock
+# torch's CUDA dependencies on PyPI's Linux wheel (the rest of nvidia-* comes through them). The CPU build of
+# torch that pip installs from this disk requires none of them, so the lock leaves them out.
+LOCK_EXCLUDES := triton cuda-bindings cuda-toolkit nvidia-cudnn-cu13 nvidia-cusparselt-cu13 nvidia-nccl-cu13 \
+	nvidia-nvshmem-cu13
 
-$(STAMP): pyproject.toml
+.PHONY: install lock serve test index eval eval-quick bench bench-quick bench-scale bench-ray loadtest fuzz clean-index
+
+# Installs exactly the locked set, with pip (uv does not look for the torch build on this disk).
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	# The CPU build of torch lies on this disk; install it first so nothing pulls a CUDA build.
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[dev,ray]'
+	$(BIN)/python -m pip install -q -r $(LOCK)
+	$(BIN)/python -m pip install -q --no-deps -e .
+	# A dependency added to pyproject.toml but not yet to the lock (`make lock`) fails here.
+	$(BIN)/python -m pip check
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Re-resolve pyproject.toml (extras dev and ray) for the venv's interpreter and platform; pins already in the
+# lock are kept where they still fit (LOCKFLAGS=--upgrade moves everything to the newest allowed).
+lock: | $(STAMP)
+	printf '%s\n' $(LOCK_EXCLUDES) | $(BIN)/uv pip compile -q pyproject.toml --extra dev --extra ray \
+		--python $(BIN)/python --excludes /dev/stdin --custom-compile-command 'make lock' $(LOCKFLAGS) -o $(LOCK)
+	! grep -nE '^(nvidia-|triton|cuda-)' $(LOCK)
 
 $(INDEX)/CURRENT: | $(STAMP)
 	$(BIN)/rag ingest seeds/ --index $(INDEX)
@@ -26,7 +43,9 @@ index: $(INDEX)/CURRENT
 serve: install index
 	$(BIN)/rag serve --index $(INDEX)
 
+# deptry first: an import that pyproject.toml does not declare fails here, not on a fresh machine.
 test: install
+	$(BIN)/deptry .
 	$(BIN)/python -m pytest
 
 # Seed gold set, SQuAD 2.0 validation (35 articles + seed) and SciFact test, for both readers.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -29,7 +30,7 @@ class BM25Index:
     """BM25 scores over a fixed list of texts; row ``i`` is the i-th text given to ``build``."""
 
     def __init__(self, settings: LexicalSettings = LexicalSettings()) -> None:
-        import bm25s
+        bm25s = _bm25s()
 
         self.settings = settings
         self._stopwords = frozenset(bm25s.stopwords.STOPWORDS_EN) if settings.stopwords == "en" else frozenset()
@@ -46,7 +47,7 @@ class BM25Index:
         return self._stemmer.stemWords(words) if self._stemmer else words
 
     def build(self, texts: Sequence[str]) -> BM25Index:
-        import bm25s
+        bm25s = _bm25s()
 
         self._bm25 = bm25s.BM25(k1=self.settings.k1, b=self.settings.b)
         self.size = len(texts)
@@ -82,8 +83,17 @@ class BM25Index:
             self._bm25.save(str(folder), show_progress=False)
 
     def load(self, folder: Path, size: int) -> BM25Index:
-        import bm25s
+        bm25s = _bm25s()
 
         self.size = size
         self._bm25 = bm25s.BM25.load(str(folder), load_corpus=False) if size else None
         return self
+
+
+def _bm25s():
+    """bm25s, imported on first use; it sets its own logger to DEBUG on import, which reaches the user's
+    terminal once any library has configured the root logger."""
+    import bm25s
+
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    return bm25s

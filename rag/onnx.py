@@ -2,23 +2,36 @@
 
 transformers' BERT builds its attention mask with shape-dependent Python that the ONNX tracer freezes, so the
 export goes through a plain re-statement of the same BERT forward pass (same weights, same maths). The exported
-graph is checked against torch on inputs of other shapes before it is used. Exports are cached on disk by the
-weights' checksum, so they happen once per machine.
+graph is checked against the transformers model in torch on inputs of other shapes (batch sizes, lengths,
+padding) before it is used. Exports are cached on disk by the weights' checksum, so they happen once per machine.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import math
 import os
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from rag.errors import ModelError
+
+log = logging.getLogger(__name__)
+
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 #: Part of the cached int8 file's name: a new quantisation recipe never reuses an old file.
 INT8_RECIPE = "pc-noffndown-v2"
+#: Largest absolute difference allowed between the fp32 graph and torch (logits, hidden states); seen: ~1e-5.
+TOLERANCE = 1e-3
+#: (real lengths of the rows) of the check batches: other batch sizes and lengths than the trace's (2 x 8),
+#: rows padded to the longest, up to the 256 tokens that the reader and the embedder feed.
+CHECK_LENGTHS = ((5,), (40, 13, 27), (256, 130))
 
 
 def cache_dir() -> Path:
@@ -74,9 +87,14 @@ def _traceable(bert: Any, head: Any | None):
 
 
 def export(model: Any, path: Path, *, qa: bool) -> Path:
-    """Export a transformers BERT (``qa``: BertForQuestionAnswering) to ONNX fp32 at ``path``."""
+    """Export a transformers BERT (``qa``: BertForQuestionAnswering) to ONNX fp32 at ``path``.
+
+    The file appears only once the graph agrees with ``model`` in torch on inputs of other shapes than the
+    trace's; otherwise ModelError names the difference and nothing is written."""
     import torch
 
+    what = "reader" if qa else "embedder"
+    log.info("exporting the %s to ONNX and checking it against torch, once per machine (about 10 s): %s", what, path)
     bert = model.bert if qa else model
     module = _traceable(bert, model.qa_outputs if qa else None)
     ids = torch.tensor([[101, 2023, 2003, 1037, 3231, 102, 0, 0], [101, 2178, 102, 2307, 2003, 2009, 2182, 102]])
@@ -86,19 +104,79 @@ def export(model: Any, path: Path, *, qa: bool) -> Path:
     axes = {name: {0: "batch", 1: "seq"} for name in (*INPUTS, *outputs)}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
-    with torch.inference_mode():
-        torch.onnx.export(
-            module,
-            (ids, mask, types),
-            str(tmp),
-            input_names=list(INPUTS),
-            output_names=outputs,
-            dynamic_axes=axes,
-            opset_version=17,
-            dynamo=False,
-        )
-    os.replace(tmp, path)
+    try:
+        # The tracer warns that the attention scale 1/sqrt(hidden / heads) becomes a Python float: the weights fix
+        # the hidden size, so that constant is right, and the check below is what proves the graph general.
+        with torch.inference_mode(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+            torch.onnx.export(
+                module,
+                (ids, mask, types),
+                str(tmp),
+                input_names=list(INPUTS),
+                output_names=outputs,
+                dynamic_axes=axes,
+                opset_version=17,
+                dynamo=False,
+            )
+        check(tmp, model, qa=qa, label=f"{path} (not written)")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
+
+
+def check_batches(vocab_size: int, *, seed: int = 0) -> list[dict[str, np.ndarray]]:
+    """Batches shaped unlike the trace input: [CLS] ... [SEP] ... [SEP] rows, two segments, padded with 0."""
+    rng = np.random.default_rng(seed)
+    batches = []
+    for lengths in CHECK_LENGTHS:
+        width = max(lengths)
+        ids = np.zeros((len(lengths), width), dtype=np.int64)
+        types = np.zeros_like(ids)
+        for row, n in enumerate(lengths):
+            ids[row, :n] = rng.integers(1000, vocab_size, size=n)
+            middle = max(1, n // 3)
+            ids[row, [0, middle, n - 1]] = (101, 102, 102)
+            types[row, middle + 1 : n] = 1
+        batches.append({"input_ids": ids, "attention_mask": (ids != 0).astype(np.int64), "token_type_ids": types})
+    return batches
+
+
+def check(onnx_path: Path, model: Any, *, qa: bool, tolerance: float = TOLERANCE, label: str | None = None) -> float:
+    """Run the fp32 graph at ``onnx_path`` and ``model`` in torch on :func:`check_batches`; compare the outputs at
+    the real (unpadded) tokens. Returns the largest difference; ModelError if it exceeds ``tolerance``."""
+    import torch
+
+    label = label or str(onnx_path)
+
+    sess = session(onnx_path, threads=1)
+    worst = 0.0
+    for batch in check_batches(int(model.config.vocab_size)):
+        shape = "x".join(map(str, batch["input_ids"].shape))
+        try:
+            got = run(sess, batch)
+        except Exception as exc:  # noqa: BLE001 - a graph that cannot run this shape is unusable
+            raise ModelError(f"the ONNX graph {label} fails on a {shape} batch: {exc}") from exc
+        with torch.inference_mode():
+            out = model(**{name: torch.from_numpy(batch[name]) for name in INPUTS})
+        want = [out.start_logits, out.end_logits] if qa else [out.last_hidden_state]
+        real = batch["attention_mask"].astype(bool)
+        for name, a, b in zip(("start logits", "end logits") if qa else ("hidden states",), got, want, strict=True):
+            b = b.float().numpy()
+            if a.shape != b.shape:
+                raise ModelError(
+                    f"the ONNX graph {label} differs from torch on a {shape} batch: "
+                    f"{name} of shape {a.shape}, torch {b.shape}"
+                )
+            diff = float(np.abs(a[real] - b[real]).max())
+            if not diff <= tolerance:  # also refuses NaN
+                raise ModelError(
+                    f"the ONNX graph {label} differs from torch on a {shape} batch: "
+                    f"max abs difference in the {name} {diff:.3g} > {tolerance:g}"
+                )
+            worst = max(worst, diff)
+    return worst
 
 
 def session(path: Path, threads: int | None = None):
@@ -143,14 +221,53 @@ def quantize_int8(source: Path, target: Path) -> Path:
         weight = next((shapes[x] for x in node.input if x in shapes), None)
         if weight is None or (len(weight) == 2 and weight[0] > weight[1]):  # activations, or a down projection
             keep_fp32.append(node.name)
+    log.info("quantising %s to int8, once per machine (about 5 s): %s", source.name, target)
     tmp = target.with_suffix(f".tmp{os.getpid()}")
-    quantize_dynamic(
-        str(source),
-        str(tmp),
-        weight_type=QuantType.QInt8,
-        op_types_to_quantize=["MatMul"],
-        per_channel=True,
-        nodes_to_exclude=keep_fp32,
-    )
-    os.replace(tmp, target)
+    try:
+        with _quiet_quantizer():
+            quantize_dynamic(
+                str(source),
+                str(tmp),
+                weight_type=QuantType.QInt8,
+                op_types_to_quantize=["MatMul"],
+                per_channel=True,
+                nodes_to_exclude=keep_fp32,
+            )
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
     return target
+
+
+class _BelowError(logging.Filter):
+    """Drops the records under ERROR that code in ``folder`` logs."""
+
+    def __init__(self, folder: str) -> None:
+        super().__init__()
+        self.folder = folder
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or not record.pathname.startswith(self.folder)
+
+
+@contextlib.contextmanager
+def _quiet_quantizer() -> Iterator[None]:
+    """onnxruntime.quantization logs through the root logger (``logging.info``/``logging.warning``): one INFO line
+    per unquantised tensor and a "consider pre-processing" warning, none of which the user can act on. Its
+    records under ERROR are dropped for the call; and as ``logging.warning`` on a root logger with no handler
+    installs one for good (``basicConfig``), which then prints every library's DEBUG records (bm25s sets its
+    logger to DEBUG), the root logger gets a NullHandler for the call when it has none."""
+    import onnxruntime.quantization
+
+    root = logging.getLogger()
+    drop = _BelowError(os.path.dirname(onnxruntime.quantization.__file__))
+    guard = None if root.handlers else logging.NullHandler()
+    root.addFilter(drop)
+    if guard is not None:
+        root.addHandler(guard)
+    try:
+        yield
+    finally:
+        root.removeFilter(drop)
+        if guard is not None:
+            root.removeHandler(guard)
