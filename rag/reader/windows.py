@@ -3,6 +3,10 @@
 A passage longer than the window is cut into overlapping windows (``stride`` tokens shared), so that no
 answer is lost at a window edge. Every window keeps, for each token, its character offsets into the passage,
 which is how a predicted token span becomes an exact ``passage[start:end]``.
+
+A question gets a token budget (``max_question_tokens``, like ``max_query_length`` in QA pipelines): a longer
+one is cut, so that every window keeps room for passage tokens. Without it a long question left the tokenizer
+less room than the stride, and it panicked (``stride must be strictly less than max_len``).
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+
+from rag.errors import ValidationError
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,16 +48,30 @@ def make_windows(
     *,
     max_length: int = 256,
     stride: int = 96,
+    max_question_tokens: int = 64,
 ) -> list[Window]:
-    """Tokenise (question, passage) pairs into windows; ``questions[i]`` goes with ``passages[i]``."""
+    """Tokenise (question, passage) pairs into windows; ``questions[i]`` goes with ``passages[i]``.
+
+    A question keeps at most ``max_question_tokens`` tokens, and at most half of what the window holds besides
+    its special tokens, so that passage tokens always fit; ``stride`` shrinks below the room that leaves for
+    the passage where it would not fit (it never does at the defaults, 256/96/64)."""
     if not passages:
         return []
+    specials = tokenizer.num_special_tokens_to_add(pair=True)
+    if max_question_tokens < 1:
+        raise ValidationError(f"max_question_tokens must be at least 1, got {max_question_tokens}")
+    if max_length - specials < 2:
+        raise ValidationError(f"max_length must be at least {specials + 2}, got {max_length}")
+    if stride < 0:
+        raise ValidationError(f"stride must be at least 0, got {stride}")
+    budget = min(max_question_tokens, (max_length - specials) // 2)
+    room = max_length - specials - budget  # passage tokens a window holds, at the least
     enc = tokenizer(
-        list(questions),
+        fit_questions(tokenizer, questions, budget),
         list(passages),
         truncation="only_second",
         max_length=max_length,
-        stride=stride,
+        stride=min(stride, room - 1),  # the tokenizer requires stride < room
         return_overflowing_tokens=True,
         return_offsets_mapping=True,
         padding=False,
@@ -73,6 +93,32 @@ def make_windows(
             )
         )
     return windows
+
+
+def fit_questions(tokenizer, questions: Sequence[str], max_tokens: int) -> list[str]:
+    """Each question cut to its first ``max_tokens`` tokens (at the end of the last kept token's characters);
+    questions within the budget are returned unchanged."""
+    fitted = {q: q for q in questions}  # the reader sends one question once per passage: tokenise it once
+    pending = list(fitted)
+    while pending:
+        # One token past the budget says a question is over it (and keeps the tokenizer's long-input warning quiet).
+        enc = tokenizer(
+            [fitted[q] for q in pending],
+            add_special_tokens=False,
+            return_offsets_mapping=True,
+            truncation=True,
+            max_length=max_tokens + 1,
+        )
+        over = []
+        for q, offsets in zip(pending, enc["offset_mapping"], strict=True):
+            text = fitted[q]
+            if len(offsets) > max_tokens and offsets[max_tokens - 1][1] < len(text):
+                fitted[q] = text[: offsets[max_tokens - 1][1]]
+                over.append(q)
+        # A prefix that ends on a token boundary tokenises to the same tokens (WordPiece matches greedily from
+        # the left), so one cut does; the cuts are checked again rather than trusted (each pass only shortens).
+        pending = over
+    return [fitted[q] for q in questions]
 
 
 def pad_batch(windows: Sequence[Window]) -> dict[str, npt.NDArray[np.int64]]:
