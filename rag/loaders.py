@@ -1,7 +1,9 @@
 """Read documents from files and folders: text/Markdown, HTML, JSON/JSONL records and SQuAD JSON.
 
 Every document keeps its exact original text (for HTML: the text extracted from the page). Files that cannot
-be read are reported with a reason and skipped; the rest are still loaded.
+be read are reported with a reason and skipped; the rest are still loaded. A text or HTML file's id is its path
+below the folder given, without the suffix (``tutorial/middleware``), so files of one name in different folders
+never share an id.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from rag.errors import LoadError, ValidationError
@@ -27,16 +29,23 @@ SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | JSON_SUFFIXES | JSONL_SUFFI
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
 MAX_ID_LENGTH = 200
 MAX_META_DEPTH = 32
-_ID_FORBIDDEN = re.compile(r"[\s/\\?#%\x00-\x1f\x7f]")
+_ID_FORBIDDEN = re.compile(r"[\s\\?#%\x00-\x1f\x7f]")
+_NAME_FORBIDDEN = re.compile(r"[\s/\\?#%\x00-\x1f\x7f]")  # one part of an id: no '/' either
 
 
 def check_document_id(doc_id: str) -> str:
-    """Ids are used in URLs and chunk ids: no whitespace, slashes, '?', '#', '%' or control characters."""
+    """Ids are used in URLs and chunk ids: no whitespace, '\\', '?', '#', '%' or control characters; a '/'
+    separates folder names (``tutorial/middleware``), so no part may be empty, '.' or '..'."""
     if not doc_id or len(doc_id) > MAX_ID_LENGTH:
         raise ValidationError(f"document id must have 1 to {MAX_ID_LENGTH} characters, got {len(doc_id)}")
-    if doc_id in {".", ".."} or _ID_FORBIDDEN.search(doc_id):
+    if _ID_FORBIDDEN.search(doc_id):
         raise ValidationError(
-            f"document id {doc_id!r} contains a character that is not allowed (whitespace, / \\ ? # % or control)"
+            f"document id {doc_id!r} contains a character that is not allowed (whitespace, \\ ? # % or control)"
+        )
+    if any(part in {"", ".", ".."} for part in doc_id.split("/")):
+        raise ValidationError(
+            f"document id {doc_id!r} has a part that is not allowed: '/' separates folder names, so no part "
+            "may be empty, '.' or '..' (and no '/' may start or end the id)"
         )
     return doc_id
 
@@ -47,8 +56,17 @@ def content_id(title: str, text: str) -> str:
 
 
 def slug_id(name: str) -> str:
-    """A file stem turned into a valid id (forbidden characters become '_')."""
-    return _ID_FORBIDDEN.sub("_", name)[:MAX_ID_LENGTH] or "doc"
+    """A name (a file stem, a title) turned into a valid id without '/' (forbidden characters become '_')."""
+    slug = _NAME_FORBIDDEN.sub("_", name)[:MAX_ID_LENGTH]
+    return slug if slug and slug not in {".", ".."} else "doc"
+
+
+def path_id(relative: PurePath, *, suffix: bool = False) -> str:
+    """A file's path below the folder given to ingest as an id: ``tutorial/middleware.md`` ->
+    ``tutorial/middleware`` (with ``suffix=True``: ``tutorial/middleware.md``)."""
+    parts = list((relative if suffix else relative.with_suffix("")).parts)
+    doc_id = "/".join(slug_id(part) for part in parts)[:MAX_ID_LENGTH].rstrip("/")
+    return doc_id or "doc"
 
 
 @dataclass
@@ -159,13 +177,20 @@ def parse_text_document(text: str, *, doc_id: str, source: str | None, markdown:
 
     The text itself is kept whole and unchanged; metadata only describes it.
     """
-    lines = [line.strip() for line in text.splitlines()]
+    front: dict[str, str] = {}
+    if markdown and (m := _FRONT_MATTER.match(text)):
+        front = _front_matter(m.group(1))
+        text_lines = text[m.end() :].splitlines()
+    else:
+        text_lines = text.splitlines()
+    lines = [line.strip() for line in text_lines]
     non_empty = [line for line in lines if line]
     if not non_empty:
         raise LoadError("empty")
     title = non_empty[0]
     if markdown:
-        title = title.lstrip("#").strip() or title
+        cleaned = (markdown_title(line) for line in non_empty[:_HEADER_LINES])
+        title = front.get("title") or next((t for t in cleaned if t), "") or title
     meta: dict[str, Any] = {}
     published = None
     for line in non_empty[1:_HEADER_LINES]:
@@ -180,6 +205,52 @@ def parse_text_document(text: str, *, doc_id: str, source: str | None, markdown:
         elif "source" not in meta and "byline" in meta and line != meta["byline"] and _SOURCE_LINE.match(line):
             meta["source"] = line
     return Document(id=doc_id, title=title, text=text, published=published, meta=meta, source=source)
+
+
+_FRONT_MATTER = re.compile(r"\A\ufeff?---[ \t]*\r?\n(.*?)\r?\n(?:---|\.\.\.)[ \t]*(?:\r?\n|\Z)", re.DOTALL)
+_MD_HEADING = re.compile(r"^#{1,6}(?=\s|$)|\s+#+\s*$")  # opening and closing ATX markers
+_MD_ATTRS = re.compile(r"\s*\{:?\s*[#.][^{}]*\}\s*$")  # attribute list: { #id .class }
+_MD_CODE = re.compile(r"(`+)(.+?)\1")
+_MD_INLINE = (
+    (re.compile(r"!?\[([^\[\]]*)\]\([^()]*(?:\([^()]*\)[^()]*)*\)"), r"\1"),  # links and images: their text
+    (re.compile(r"!?\[([^\[\]]+)\]\[[^\[\]]*\]"), r"\1"),  # reference links
+    (re.compile(r"<([A-Za-z][A-Za-z0-9+.-]*:[^<>\s]+)>"), r"\1"),  # autolinks: the address
+    (re.compile(r"<!--.*?-->|</?[A-Za-z][A-Za-z0-9:-]*(?:\s[^<>]*)?/?>"), ""),  # HTML tags
+    (re.compile(r"(\*\*|__|~~)(?=\S)(.+?)(?<=\S)\1"), r"\2"),  # strong, strikethrough
+    (re.compile(r"(?<![\w*])\*(?=\S)(.+?)(?<=\S)\*(?![\w*])"), r"\1"),  # emphasis
+    (re.compile(r"(?<![\w_])_(?=\S)(.+?)(?<=\S)_(?![\w_])"), r"\1"),
+    (re.compile(r"\\([\\`*_{}\[\]()#+\-.!<>|~])"), r"\1"),  # backslash escapes
+)
+
+
+def markdown_title(line: str) -> str:
+    """A Markdown heading line as plain text: no heading markers, attribute list or inline markup.
+
+    ``## Use `Depends` with **yield** { #depends }`` -> ``Use Depends with yield``; empty for markup only.
+    """
+    title = _MD_ATTRS.sub("", _MD_HEADING.sub("", line.strip()))
+    pieces, pos = [], 0
+    for m in _MD_CODE.finditer(title):  # code keeps its text as written: `__init__` is not emphasis
+        pieces += [_md_inline(title[pos : m.start()]), m.group(2).strip()]
+        pos = m.end()
+    pieces.append(_md_inline(title[pos:]))
+    return " ".join("".join(pieces).split())
+
+
+def _md_inline(text: str) -> str:
+    for pattern, replacement in _MD_INLINE:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _front_matter(block: str) -> dict[str, str]:
+    """``key: value`` lines of a YAML front matter block (only plain scalars; enough for the title)."""
+    out = {}
+    for line in block.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() and not line[:1].isspace():
+            out[key.strip().lower()] = value.strip().strip("'\"").strip()
+    return out
 
 
 def html_to_document(html: str, *, doc_id: str, source: str | None) -> Document:
@@ -244,20 +315,21 @@ def read_text_file(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> str:
     return text
 
 
-def load_file(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> LoadResult:
+def load_file(path: Path, max_bytes: int = DEFAULT_MAX_BYTES, doc_id: str | None = None) -> LoadResult:
+    """The documents in one file; a text or HTML file's document takes ``doc_id`` (default: the file's stem)."""
     result = LoadResult()
     suffix = path.suffix.lower()
     name = str(path)
+    doc_id = doc_id or slug_id(path.stem)
     try:
         if suffix not in SUPPORTED_SUFFIXES:
-            raise LoadError(f"unsupported file type {suffix or '(none)'}")
+            supported = ", ".join(sorted(SUPPORTED_SUFFIXES))
+            raise LoadError(f"unsupported file type {suffix or '(none)'}; supported: {supported}")
         text = read_text_file(path, max_bytes)
         if suffix in TEXT_SUFFIXES:
-            result.documents.append(
-                parse_text_document(text, doc_id=slug_id(path.stem), source=name, markdown=suffix != ".txt")
-            )
+            result.documents.append(parse_text_document(text, doc_id=doc_id, source=name, markdown=suffix != ".txt"))
         elif suffix in HTML_SUFFIXES:
-            result.documents.append(html_to_document(text, doc_id=slug_id(path.stem), source=name))
+            result.documents.append(html_to_document(text, doc_id=doc_id, source=name))
         elif suffix in JSON_SUFFIXES:
             _load_json(text, path, result)
         else:
@@ -308,29 +380,92 @@ def _load_jsonl(text: str, path: Path, result: LoadResult) -> None:
 
 def iter_files(paths: Iterable[str | Path]) -> Iterator[Path]:
     """Files named directly, and every file under named folders (sorted, hidden files skipped)."""
+    for path, _relative in _walk(paths):
+        yield path
+
+
+def _walk(paths: Iterable[str | Path]) -> Iterator[tuple[Path, PurePath]]:
+    """Each file with its path below the folder given (for a file named directly: its name alone)."""
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
             for child in sorted(path.rglob("*")):
-                if child.is_file() and not any(part.startswith(".") for part in child.relative_to(path).parts):
-                    yield child
+                relative = child.relative_to(path)
+                if child.is_file() and not any(part.startswith(".") for part in relative.parts):
+                    yield child, relative
         else:
-            yield path
+            yield path, PurePath(path.name)
+
+
+def plan_files(paths: Iterable[str | Path]) -> tuple[list[tuple[Path, str]], list[tuple[str, str]]]:
+    """Every file under ``paths`` with the id its document will take, and the files refused for their id.
+
+    The id is the path below the folder given without the suffix (``tutorial/middleware``); a file named
+    directly keeps its stem. Files whose ids would still collide (``a.md`` and ``a.txt``) keep their suffix
+    (``a.md``, ``a.txt``); a file whose id is still taken (two folders given, both with ``index.md``) is
+    refused with a message naming both files. A file reached twice is planned once.
+    """
+    walked: list[tuple[Path, PurePath]] = []
+    seen: set[Path] = set()
+    for path, relative in _walk(paths):
+        key = path.resolve() if path.exists() else path.absolute()
+        if key not in seen:
+            seen.add(key)
+            walked.append((path, relative))
+    named = [path.is_file() and _takes_file_id(path) for path, _ in walked]
+    stems: dict[str, int] = {}
+    for (_, relative), takes in zip(walked, named, strict=True):
+        if takes:
+            stems[path_id(relative)] = stems.get(path_id(relative), 0) + 1
+    planned: list[tuple[Path, str]] = []
+    skipped: list[tuple[str, str]] = []
+    owner: dict[str, Path] = {}
+    for (path, relative), takes in zip(walked, named, strict=True):
+        doc_id = path_id(relative)
+        if not takes:  # JSON and JSONL documents bring their own ids
+            planned.append((path, doc_id))
+            continue
+        if stems[doc_id] > 1:
+            doc_id = path_id(relative, suffix=True)
+        if doc_id in owner:
+            skipped.append(
+                (
+                    str(path),
+                    f"its id {doc_id!r} is already taken by {owner[doc_id]}; rename one of them or "
+                    "ingest the folders separately",
+                )
+            )
+            continue
+        owner[doc_id] = path
+        planned.append((path, doc_id))
+    return planned, skipped
+
+
+def _takes_file_id(path: Path) -> bool:
+    suffix = path.suffix.lower()
+    return suffix in TEXT_SUFFIXES or suffix in HTML_SUFFIXES
 
 
 def load_paths(paths: Iterable[str | Path], max_bytes: int = DEFAULT_MAX_BYTES) -> LoadResult:
-    """Load every document under ``paths``; a later document with the same id replaces an earlier one."""
-    result = LoadResult()
+    """Load every document under ``paths`` (ids as ``plan_files`` gives them).
+
+    Records that bring the same id (JSON, JSONL) are one document: the later one replaces the earlier, and
+    the earlier one is reported with the file of the one that replaced it.
+    """
+    planned, skipped = plan_files(paths)
+    result = LoadResult(skipped=skipped)
     by_id: dict[str, Document] = {}
-    for path in iter_files(paths):
+    for path, doc_id in planned:
         if not path.exists():
             result.skipped.append((str(path), "no such file or folder"))
             continue
-        part = load_file(path, max_bytes)
+        part = load_file(path, max_bytes, doc_id=doc_id)
         result.skipped.extend(part.skipped)
         for doc in part.documents:
-            if doc.id in by_id:
-                result.skipped.append((doc.source or doc.id, f"duplicate id {doc.id!r}; the later one is kept"))
+            if (earlier := by_id.get(doc.id)) is not None:
+                where = earlier.source or doc.id
+                by = "a later record in the same file" if earlier.source == doc.source else doc.source or doc.id
+                result.skipped.append((where, f"duplicate id {doc.id!r}; replaced by {by}"))
             by_id[doc.id] = doc
     result.documents = list(by_id.values())
     return result

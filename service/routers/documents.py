@@ -47,7 +47,7 @@ def list_documents(engine: EngineDep) -> DocumentList:
     return DocumentList(count=len(docs), documents=docs)
 
 
-@router.get("/{doc_id}", response_model=DocumentOut, responses=_ERRORS, summary="One document with its text")
+@router.get("/{doc_id:path}", response_model=DocumentOut, responses=_ERRORS, summary="One document with its text")
 def get_document(doc_id: DocId, engine: EngineDep) -> DocumentOut:
     snap = engine.snapshot
     doc = snap.get(_valid_id(doc_id))
@@ -84,7 +84,7 @@ async def upsert_documents(body: DocumentsIn, engine: EngineDep, gate: GateDep) 
 
 
 @router.delete(
-    "/{doc_id}",
+    "/{doc_id:path}",
     response_model=IngestOut,
     responses=_WRITE_ERRORS,
     dependencies=[WriterDep],
