@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -98,13 +99,87 @@ def test_summary_aggregates_by_hand() -> None:
     assert s["answers"]["has_ans_em"] == 0.5 and s["answers"]["n_answered"] == 1
     assert s["abstention"]["no_ans_accuracy"] == 0.0 and s["abstention"]["false_abstention_rate"] == 0.5
     assert s["abstention"]["overall_em"] == pytest.approx(1 / 3)
-    assert s["citations"] == {"n_answers": 2, "offset_accuracy": 1.0, "n_top_answers": 1, "document_accuracy": 1.0}
+    citations = dict(s["citations"])
+    assert math.isnan(citations.pop("passage_accuracy"))  # our JSONL records no gold passage: n/a
+    assert citations == {
+        "n_answers": 2, "contract_accuracy": 1.0, "n_right_answers": 1, "n_right_with_gold_passage": 0,
+        "n_top_answers": 1, "document_accuracy": 1.0,
+    }  # fmt: skip
     bins = s["calibration"]["bins"]
     assert bins[9]["count"] == 1 and bins[9]["accuracy"] == 1.0  # 0.95, right
     assert bins[1]["count"] == 1 and bins[1]["accuracy"] == 0.0  # 0.15, an answer to an unanswerable
     assert s["calibration"]["ece"] == pytest.approx((0.05 + 0.15) / 2)
     assert s["calibration"]["auc"] == 1.0
     assert s["latency"]["p50_ms"] == 20.0 and s["latency"]["throughput_qps"] == 1.5
+
+
+# Two paragraphs that both hold "1990": a right answer can cite either, only the second is the gold passage.
+ARTICLE = "The club was founded in 1990 in Oslo.\n\nAnn Lee became its first chair in 1990."
+GOLD_PARAGRAPH = GoldSpan("club", ARTICLE.index("Ann Lee"), len(ARTICLE))
+
+
+def _squad_item(qid: str, answer: str) -> GoldItem:
+    start = ARTICLE.index(answer, GOLD_PARAGRAPH.start)
+    return GoldItem(
+        id=qid,
+        question=f"{qid}?",
+        answerable=True,
+        answers=(GoldAnswer(answer, "club", start, start + len(answer)),),
+        spans=(GOLD_PARAGRAPH,),
+        rule="overlaps",
+        evidence=(GOLD_PARAGRAPH,),
+    )
+
+
+def _cite(text: str, score: float, *, after: int = 0, doc: str = "club") -> PredictedAnswer:
+    start = ARTICLE.index(text, after)
+    return PredictedAnswer(text, score, doc, start, start + len(text))
+
+
+def test_citation_in_gold_passage_counts_right_answers_that_cite_another_paragraph_against_it(
+    tmp_path: Path,
+) -> None:
+    texts = {"club": ARTICLE, "copy": ARTICLE}
+    cases = {
+        "gold paragraph": (_squad_item("a", "1990"), _cite("1990", 0.9, after=GOLD_PARAGRAPH.start)),
+        "other paragraph": (_squad_item("b", "1990"), _cite("1990", 0.8)),  # right text, first paragraph
+        "other document": (_squad_item("c", "1990"), _cite("1990", 0.7, after=GOLD_PARAGRAPH.start, doc="copy")),
+        "wrong answer": (_squad_item("d", "Ann Lee"), _cite("Oslo", 0.6)),  # not right: not counted
+    }
+    results = {
+        name: score_item(item, Observation(5.0, False, (answer,), ()), "qa", texts)
+        for name, (item, answer) in cases.items()
+    }
+    assert {name: r.cites_gold_passage for name, r in results.items()} == {
+        "gold paragraph": True, "other paragraph": False, "other document": False, "wrong answer": None,
+    }  # fmt: skip
+    assert all(r.citations_ok == (True,) for r in results.values())  # the contract holds for all of them
+    # A citation that only overlaps the gold passage does not lie inside it.
+    item = cases["gold paragraph"][0]
+    assert item.cites_gold_passage("club", GOLD_PARAGRAPH.start - 5, GOLD_PARAGRAPH.start + 7) is False
+    assert item.cites_gold_passage("club", GOLD_PARAGRAPH.start, GOLD_PARAGRAPH.end) is True
+
+    gold = GoldSet("squad-like", "squad", "qa", "dev.json", "validation", tuple(i for i, _ in cases.values()))
+    run = EvalRun(gold, tuple(results.values()), wall_s=1.0, mode="in-process", reader="heuristic", url=None,
+                  index=None, concurrency=1, top_k=10)  # fmt: skip
+    summary = write_run(run, tmp_path / "squad-like", "squad-like")
+    c = summary["citations"]
+    assert (c["n_right_answers"], c["n_right_with_gold_passage"]) == (3, 3)
+    assert c["passage_accuracy"] == pytest.approx(1 / 3) and c["contract_accuracy"] == 1.0
+    assert c["document_accuracy"] == 0.75  # the other-paragraph answer still cites the gold document
+    rows = [json.loads(line) for line in (tmp_path / "squad-like" / "results.jsonl").read_text().splitlines()]
+    assert [r["cites_gold_passage"] for r in rows] == [True, False, False, None]
+
+    # The results table shows the figure, and n/a for a gold set without passages (our JSONL).
+    hand = GoldSet("hand", "jsonl", "qa", "hand.jsonl", None, (_item("x", "Ann Lee"),))
+    answered = score_item(hand.items[0], Observation(5.0, False, (_answer("Ann Lee", 0.9),)), "qa", {DOC: TEXT})
+    assert answered.correct and answered.cites_gold_passage is None
+    write_run(EvalRun(hand, (answered,), 1.0, "in-process", "heuristic", None, None, 1, 10), tmp_path / "hand")
+    table = write_results_table(tmp_path).read_text()
+    header = next(line for line in table.splitlines() if line.startswith("| run |"))
+    column = header.split(" | ").index("cite passage")
+    cells = {line.split(" | ")[0]: line.split(" | ")[column] for line in table.splitlines() if line.startswith("| [")}
+    assert cells == {"| [hand](hand/summary.json)": "n/a", "| [squad-like](squad-like/summary.json)": "33.3"}
 
 
 # ---------------------------------------------------------------------------------------------- BEIR over a mock
@@ -236,6 +311,8 @@ def test_end_to_end_in_process(tmp_path: Path, seed_engine, seed_text: str) -> N
     # Offsets are the truth: every answer the service gave points at its text in the cited document.
     given = [ok for r in rows for ok in r["citations_ok"]]
     assert all(given) and summary["citations"]["n_answers"] == len(given)
+    # Our JSONL records no gold passage, so whether right answers cite it is n/a, not 0 or 100.
+    assert summary["citations"]["passage_accuracy"] is None and all(r["cites_gold_passage"] is None for r in rows)
     assert sum(b["count"] for b in summary["calibration"]["bins"]) == sum(r["score"] is not None for r in rows)
     lat = summary["latency"]
     assert 0 < lat["p50_ms"] <= lat["p95_ms"] <= lat["p99_ms"] and lat["throughput_qps"] > 0

@@ -160,6 +160,8 @@ def test_jsonl_gold(tmp_path: Path) -> None:
     assert not q1.passage_counts("doc-b", 0, 100)
     assert not q2.answerable and not q2.has_gold_passage and q2.answers == ()
     assert q3.answerable and q3.answers[0].document_id == "doc-b"
+    # Answer offsets are not a passage: our JSONL records none, so a citation cannot be checked against one.
+    assert q1.evidence == () and q1.cites_gold_passage("doc-a", 10, 17) is None
 
 
 def _answer(text: str, start: int, end: int) -> dict:
@@ -249,6 +251,12 @@ def test_squad_gold_offsets_point_into_the_article_document(tmp_path: Path) -> N
     assert t1.passage_counts("New_Town", 0, paragraph.start + 1)
     assert not t1.passage_counts("New_Town", 0, paragraph.start)  # ends right where it starts
     assert not t1.passage_counts("Warsaw", 0, 10_000)
+    # The paragraph is also the gold passage a citation must lie inside (not merely overlap).
+    assert t1.evidence == (paragraph,)
+    assert t1.cites_gold_passage("New_Town", answer.start, answer.end) is True
+    assert t1.cites_gold_passage("New_Town", paragraph.start, paragraph.end) is True
+    assert t1.cites_gold_passage("New_Town", 0, paragraph.start + 3) is False  # starts in the intro paragraph
+    assert t1.cites_gold_passage("Warsaw", answer.start, answer.end) is False
 
 
 def test_squad_gold_split_and_unanswerable_questions(tmp_path: Path) -> None:

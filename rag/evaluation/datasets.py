@@ -1,8 +1,10 @@
 """Gold question sets for ``rag eval``: our JSONL, SQuAD JSON (v1.1/v2.0) and BEIR folders, as typed items.
 
 Every format becomes the same ``GoldItem``: the question, whether it has an answer, the gold answers with
-their offsets into the indexed document, and the gold spans a retrieved passage is matched against. How a
-passage "counts" differs by format and is carried by ``GoldItem.rule``:
+their offsets into the indexed document, the gold spans a retrieved passage is matched against, and, where
+the format knows it, the gold passage an answer's citation should lie in (SQuAD: the question's paragraph;
+our JSONL and BEIR have none). How a retrieved passage "counts" differs by format and is carried by
+``GoldItem.rule``:
 
 - ``contains``: our JSONL; the passage's document range holds a whole gold answer span;
 - ``overlaps``: SQuAD; the passage overlaps the gold paragraph of the article document;
@@ -63,6 +65,7 @@ class GoldItem:
     rule: PassageRule = "contains"
     relevance: Mapping[str, int] = field(default_factory=dict)
     type: str | None = None  # the question type our JSONL records (number, person, ...)
+    evidence: tuple[GoldSpan, ...] = ()  # gold passages a citation should lie in; () when the gold set has none
 
     @property
     def answer_texts(self) -> tuple[str, ...]:
@@ -94,6 +97,13 @@ class GoldItem:
             if self.rule == "overlaps" and start < span.end and span.start < end:
                 return True
         return False
+
+    def cites_gold_passage(self, document_id: str, start: int, end: int) -> bool | None:
+        """Whether a citation (``document_id``, ``[start, end)``) lies inside a gold passage; None when the
+        gold passage is unknown (our JSONL and BEIR record none)."""
+        if not self.evidence:
+            return None
+        return any(e.document_id == document_id and e.start <= start and end <= e.end for e in self.evidence)
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,7 +248,8 @@ def load_jsonl_gold(path: str | Path) -> GoldSet:
 def load_squad_gold(path: str | Path, split: str = "validation") -> GoldSet:
     """SQuAD questions of a split; offsets index the article document ``rag ingest`` builds from the same file.
 
-    Unanswerable questions keep their paragraph as gold passage, so they still count for retrieval.
+    The question's paragraph is both the span retrieval is matched against and the gold passage an answer's
+    citation should lie in; unanswerable questions keep it too, so they still count for retrieval.
     """
     if split not in SQUAD_SPLITS:
         raise ValidationError(f"SQuAD split must be one of {', '.join(SQUAD_SPLITS)}, got {split!r}")
@@ -260,6 +271,7 @@ def load_squad_gold(path: str | Path, split: str = "validation") -> GoldSet:
                 answers=answers,
                 spans=(paragraph,),
                 rule="overlaps",
+                evidence=(paragraph,),
             )
         )
     if not items:

@@ -75,8 +75,11 @@ class QuestionResult:
     em: float = 0.0
     f1: float = 0.0
     top_f1: float | None = None  # F1 of the top answer text, even when abstaining would have been right
-    citations_ok: tuple[bool, ...] = ()  # per returned answer: document.text[start:end] == text
+    citations_ok: tuple[bool, ...] = ()  # per returned answer: document.text[start:end] == text (a contract)
     top_document_gold: bool | None = None  # answerable and answered: the top answer cites the gold document
+    # The top answer is right (see ``correct``) and its citation lies inside the gold passage; None when it is
+    # not right or the gold set records no gold passage.
+    cites_gold_passage: bool | None = None
     ranked_documents: tuple[str, ...] = ()  # BEIR: distinct document ids in rank order
     ndcg10: float | None = None
     recall100: float | None = None
@@ -284,7 +287,8 @@ def distinct_documents(passages: Sequence[tuple[str, int, int]]) -> tuple[str, .
 
 
 def cites_correctly(answer: PredictedAnswer, document_text: str | None) -> bool:
-    """The answer's document offsets point at exactly its text in the cited document."""
+    """The answer's document offsets point at exactly its text in the cited document. A contract check: the
+    service slices each answer out of the document it cites, so this fails only on a bug."""
     return document_text is not None and document_text[answer.start : answer.end] == answer.text
 
 
@@ -313,6 +317,8 @@ def score_item(item: GoldItem, obs: Observation, kind: str, texts: Mapping[str, 
     else:
         em = f1_score = float(obs.no_answer)
     citations = tuple(cites_correctly(a, texts.get(a.document_id)) for a in obs.answers)
+    top_f1 = None if top is None else (f1(top.text, golds) if item.answerable else 0.0)
+    right = item.answerable and top_f1 is not None and top_f1 >= CORRECT_F1  # as QuestionResult.correct
     return QuestionResult(
         item=item,
         latency_ms=obs.latency_ms,
@@ -323,9 +329,10 @@ def score_item(item: GoldItem, obs: Observation, kind: str, texts: Mapping[str, 
         no_answer=obs.no_answer,
         em=em,
         f1=f1_score,
-        top_f1=None if top is None else (f1(top.text, golds) if item.answerable else 0.0),
+        top_f1=top_f1,
         citations_ok=citations,
         top_document_gold=(top.document_id == item.document_id) if item.answerable and top is not None else None,
+        cites_gold_passage=item.cites_gold_passage(top.document_id, top.start, top.end) if right and top else None,
     )
 
 
