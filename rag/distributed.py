@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 
 from rag.chunking import ChunkerSettings, chunk_text
-from rag.errors import RagError, ValidationError
+from rag.errors import LoadError, RagError, ValidationError
 from rag.lexical import LexicalSettings
-from rag.loaders import DEFAULT_MAX_BYTES, iter_files, load_file
+from rag.loaders import DEFAULT_MAX_BYTES, SUPPORTED_SUFFIXES, load_file, plan_files
 from rag.shards import (
     check_shard_count,
     empty_shard,
@@ -88,11 +88,12 @@ class RayStats:
 
 
 def _load_rows(row: dict[str, Any], max_bytes: int) -> list[dict[str, Any]]:
-    """One file -> one row per document (or per skipped item), in file order."""
+    """One planned file (path and the id ``plan_files`` gave it) -> one row per document (or per skipped
+    item), in file order."""
     path = Path(row["file"])
     if not path.exists():
         return [_skip_row(row["order"], 0, str(path), "no such file or folder")]
-    result = load_file(path, max_bytes)
+    result = load_file(path, max_bytes, doc_id=row["doc_id"])
     out = [_skip_row(row["order"], i, where, why) for i, (where, why) in enumerate(result.skipped)]
     for pos, doc in enumerate(result.documents):
         out.append(
@@ -276,41 +277,42 @@ def ingest(
     shards: int | None = None,
     deletes: Sequence[str] = (),
     sync: bool = False,
+    rebuild: bool = False,
     max_bytes: int = DEFAULT_MAX_BYTES,
     on_part: Callable[[int], None] | None = None,
 ) -> tuple[IngestReport, RayStats]:
     """Load, chunk and embed ``paths`` on Ray and apply them to the index in ``index_dir`` (created when missing).
 
-    ``shards``: write (or update) a sharded index with that many shards; None keeps the folder's layout (an
-    ordinary index unless it is already sharded). ``on_part`` is called with the count of staged files after
-    each one is written (a progress hook; raising from it interrupts the run, as a crash would)."""
-    import ray.data
+    Documents take the ids ``rag.loaders.plan_files`` gives, as the local path does. ``shards``: write (or
+    update) a sharded index with that many shards; None keeps the folder's layout (an ordinary index unless it
+    is already sharded). ``rebuild``: remove the index first, but only once there is something to write.
+    ``on_part`` is called with the count of staged files after each one is written (a progress hook; raising
+    from it interrupts the run, as a crash would).
 
+    Raises LoadError, and writes nothing, when no usable document is found (unless only ``deletes`` are asked
+    for, without ``sync``): ``rebuild`` would remove the index and ``sync`` delete every document for nothing.
+    """
     started = time.perf_counter()
+    given = list(paths)
     folder = Path(index_dir)
-    stats = RayStats(ray_init=start_ray(options))
-    shard_count = _shard_count(folder, shards)
+    stats = RayStats()
+    if rebuild:
+        if shards is not None:
+            check_shard_count(shards)
+    else:
+        _shard_count(folder, shards)  # a bad --shards fails before any work
 
     # 1. read and parse the files on Ray; the driver holds the documents (the index stores their text anyway)
     t0 = time.perf_counter()
-    files = [str(p) for p in iter_files(paths)]
-    rows: list[dict[str, Any]] = []
-    if files:
-        items = ray.data.from_items([{"file": f, "order": i} for i, f in enumerate(files)])
-        rows = items.flat_map(functools.partial(_load_rows, max_bytes=max_bytes)).take_all()
-    rows.sort(key=lambda r: (int(r["order"]), r["kind"] != "skip", int(r["pos"])))
-    skipped: list[tuple[str, str]] = []
-    by_id: dict[str, Document] = {}
-    for row in rows:  # the same order, duplicate rule and messages as rag.loaders.load_paths
-        if row["kind"] == "skip":
-            skipped.append((str(row["source"]), str(row["text"])))
-            continue
-        doc = _document(row)
-        if doc.id in by_id:
-            skipped.append((doc.source or doc.id, f"duplicate id {doc.id!r}; the later one is kept"))
-        by_id[doc.id] = doc
-    documents = list(by_id.values())
-    stats.load = time.perf_counter() - t0
+    documents, skipped, ray_init = _load_documents(given, options, max_bytes)
+    stats.ray_init += ray_init
+    stats.load = time.perf_counter() - t0 - ray_init
+    if not documents and (sync or not deletes):
+        raise LoadError(_nothing_usable(given, skipped))
+    by_id = {d.id: d for d in documents}
+    if rebuild and ((folder / "CURRENT").exists() or is_sharded(folder)):
+        shutil.rmtree(folder)
+    shard_count = _shard_count(folder, shards)
 
     # 2. what is already done: in the index with the same checksum, or staged by an interrupted run
     fingerprint = {"model": model.get("checksum"), "settings": settings.as_dict(), "backend": options.embed_backend}
@@ -324,6 +326,8 @@ def ingest(
     # 3. chunk + embed the rest on the actor pool, staging each batch as it arrives
     t0 = time.perf_counter()
     if todo:
+        import ray.data  # started by _load_documents: there were files to read
+
         threads = options.threads or max(1, int(options.cpus_per_worker))
         work = ray.data.from_items(
             [{"id": d.id, "checksum": d.checksum, "title": d.title, "text": d.text} for d in todo]
@@ -374,6 +378,51 @@ def ingest(
     stats.assemble = time.perf_counter() - t0
     stats.total = time.perf_counter() - started
     return replace(report, seconds=stats.total), stats
+
+
+def _load_documents(
+    paths: Sequence[str | Path], options: RayOptions, max_bytes: int
+) -> tuple[list[Document], list[tuple[str, str]], float]:
+    """The documents under ``paths``, read and parsed on Ray, and what was skipped, with the ids, order,
+    duplicate rule and messages of ``rag.loaders.load_paths``; plus the seconds Ray took to start (it is
+    started only when there is a file to read)."""
+    planned, skipped = plan_files(paths)
+    rows: list[dict[str, Any]] = []
+    ray_init = 0.0
+    if any(path.exists() for path, _ in planned):
+        ray_init = start_ray(options)
+        import ray.data
+
+        items = ray.data.from_items(
+            [{"file": str(path), "doc_id": doc_id, "order": i} for i, (path, doc_id) in enumerate(planned)]
+        )
+        rows = items.flat_map(functools.partial(_load_rows, max_bytes=max_bytes)).take_all()
+    else:  # only missing paths (or none): no need to start Ray to say so
+        rows = [_skip_row(i, 0, str(path), "no such file or folder") for i, (path, _) in enumerate(planned)]
+    rows.sort(key=lambda r: (int(r["order"]), r["kind"] != "skip", int(r["pos"])))
+    by_id: dict[str, Document] = {}
+    for row in rows:
+        if row["kind"] == "skip":
+            skipped.append((str(row["source"]), str(row["text"])))
+            continue
+        doc = _document(row)
+        if (earlier := by_id.get(doc.id)) is not None:
+            where = earlier.source or doc.id
+            by = "a later record in the same file" if earlier.source == doc.source else doc.source or doc.id
+            skipped.append((where, f"duplicate id {doc.id!r}; replaced by {by}"))
+        by_id[doc.id] = doc
+    return list(by_id.values()), skipped, ray_init
+
+
+def _nothing_usable(paths: Sequence[str | Path], skipped: Sequence[tuple[str, str]], shown: int = 10) -> str:
+    """The local ingest's refusal (rag/cli.py), with the reasons it prints above it folded in."""
+    reasons = "".join(f"\n  skipped {where}: {why}" for where, why in skipped[:shown])
+    if len(skipped) > shown:
+        reasons += f"\n  … and {len(skipped) - shown} more"
+    return (
+        f"no usable documents found in {', '.join(map(str, paths))} ({len(skipped)} skipped); nothing was "
+        f"written. Supported file types: {', '.join(sorted(SUPPORTED_SUFFIXES))}{reasons}"
+    )
 
 
 def _shard_count(folder: Path, shards: int | None) -> int | None:

@@ -156,6 +156,50 @@ def test_ray_writes_a_sharded_index_the_engine_serves(local_ray, corpus, tmp_pat
         assert CorpusIndex.load(tmp_path / "sharded" / shard["name"]).documents
 
 
+def test_ray_takes_the_local_ids_and_refuses_nothing_usable_as_the_local_path_does(local_ray, tmp_path, embedder):
+    from rag.distributed import RayOptions, _load_documents
+    from rag.errors import LoadError
+    from rag.loaders import DEFAULT_MAX_BYTES, load_paths
+    from rag.store import CorpusIndex
+
+    tree = tmp_path / "docs"
+    files = {  # one file name in two folders, and two stems in one folder (which keep their suffix)
+        "guide/index.md": "# Guide\n\nInstall the package first.",
+        "api/index.md": "# API\n\nEvery route returns JSON.",
+        "api/index.txt": "API notes\n\nThe limit is 50 requests a second.",
+    }
+    for name, text in files.items():
+        (tree / name).parent.mkdir(parents=True, exist_ok=True)
+        (tree / name).write_text(text, encoding="utf-8")
+    expected = load_paths([tree]).documents
+    index = tmp_path / "index"
+    report, _ = ray_ingest(tree, index, embedder)
+    got = CorpusIndex.load(index)
+    assert sorted(got.documents) == sorted(d.id for d in expected) == ["api/index.md", "api/index.txt", "guide/index"]
+    assert got.checksums == {d.id: d.checksum for d in expected} and report.skipped == ()
+    # Two folders given, each with an index.md: the second is refused with the local path's message.
+    folders = [tree / "guide", tree / "api"]
+    documents, skipped, _ = _load_documents(folders, RayOptions(workers=1), DEFAULT_MAX_BYTES)
+    local = load_paths(folders)
+    assert [d.id for d in documents] == [d.id for d in local.documents] == ["index.md", "index.txt"]
+    assert skipped == local.skipped and str(tree / "guide" / "index.md") in skipped[0][1]
+
+    # Nothing usable: refused before --rebuild removes the index or --sync empties it; no new index either.
+    before = sorted(p.relative_to(index) for p in index.rglob("*"))
+    (tmp_path / "only.pdf").write_bytes(b"%PDF-1.7")
+    for flags in ({"rebuild": True}, {"sync": True}):
+        with pytest.raises(LoadError) as info:
+            ray_ingest(tmp_path / "only.pdf", index, embedder, **flags)
+        message = str(info.value)
+        assert f"no usable documents found in {tmp_path / 'only.pdf'} (1 skipped); nothing was written" in message
+        assert "unsupported file type .pdf" in message
+    assert sorted(p.relative_to(index) for p in index.rglob("*")) == before
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(LoadError, match=r"\(0 skipped\); nothing was written"):
+        ray_ingest(tmp_path / "empty", tmp_path / "new", embedder)
+    assert not (tmp_path / "new").exists()
+
+
 def test_the_local_path_never_imports_ray():
     import subprocess
     import sys
