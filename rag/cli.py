@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from rag.errors import IndexCorrupt, IndexMismatch, IndexNotFound, ModelError, RagError
+from rag.errors import IndexCorrupt, IndexMismatch, IndexNotFound, LoadError, ModelError, RagError
 
 app = typer.Typer(help="Extractive question answering over your articles, with exact citations.", no_args_is_help=True)
 console = Console()
@@ -93,12 +93,20 @@ def ingest(
         return
     from rag.embedding import Embedder
     from rag.engine import Engine
-    from rag.loaders import load_paths
+    from rag.loaders import SUPPORTED_SUFFIXES, load_paths
 
     settings = _settings(index)
     loaded = load_paths(paths)
     for item, reason in loaded.skipped:
         err.print(f"[yellow]skipped[/yellow] {escape(item)}: {escape(reason)}")
+    if not loaded.documents and (sync or not delete):
+        # Nothing to write (and --sync would empty the index): stop before --rebuild removes anything.
+        err.print(
+            f"[red]error:[/red] no usable documents found in {escape(', '.join(map(str, paths)))} "
+            f"({len(loaded.skipped)} skipped); nothing was written. Supported file types: "
+            f"{', '.join(sorted(SUPPORTED_SUFFIXES))}"
+        )
+        raise typer.Exit(EXIT_PROBLEMS)
     try:
         engine = Engine(settings, Embedder(backend=settings.embed_backend, threads=settings.threads).load())
         if rebuild:
@@ -143,20 +151,15 @@ def _ingest_ray(
     workers: int,
     shards: int | None,
 ) -> None:
-    import shutil
-
     from rag.embedding import Embedder
     from rag.engine import model_record
 
     settings = _settings(index)
     try:
         from rag.distributed import RayOptions, ingest
-        from rag.shards import is_sharded
 
         options = RayOptions(address=address, workers=workers, embed_backend=settings.embed_backend)
         folder = settings.index_dir
-        if rebuild and ((folder / "CURRENT").exists() or is_sharded(folder)):
-            shutil.rmtree(folder)
         logging.getLogger("ray").setLevel(logging.WARNING)
         # The model record (id, weights checksum) needs no loaded model; the actors load it.
         model = model_record(Embedder(backend=settings.embed_backend))
@@ -169,7 +172,11 @@ def _ingest_ray(
             shards=shards,
             deletes=deletes,
             sync=sync,
+            rebuild=rebuild,  # removes the old index only once there is something to write
         )
+    except LoadError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(EXIT_PROBLEMS) from None
     except RagError as exc:
         raise _fail(exc) from None
     for item, reason in report.skipped:
@@ -187,9 +194,23 @@ def _ingest_ray(
 
 def _open_engine(index: Path | None, reader: str | None):
     from rag.engine import Engine
+    from rag.shards import is_sharded
+    from rag.store import index_exists
 
+    settings = _settings(index, reader)
+    folder = settings.index_dir
     try:
-        engine = Engine.open(_settings(index, reader))
+        # Say so before spending seconds on loading the models.
+        if not (index_exists(folder) or is_sharded(folder)):
+            raise IndexNotFound(f"no index in {folder}; build one with: rag ingest <your files> --index {folder}")
+        # The engine also logs a load error (for the service's log); here _fail prints it, once.
+        engine_log = logging.getLogger("rag.engine")
+        level = engine_log.level
+        engine_log.setLevel(logging.CRITICAL)
+        try:
+            engine = Engine.open(settings)
+        finally:
+            engine_log.setLevel(level)
         if not engine.ready:
             raise IndexNotFound(engine.load_error or "no index")
         return engine
@@ -330,7 +351,7 @@ def fit_calibration(
 ) -> None:
     """Fit the answer/no-answer calibrator for a reader on held-out training articles."""
     from rag.embedding import Embedder
-    from rag.pipeline import QAPipeline
+    from rag.pipeline import QAPipeline, reader_weights_sha256
     from rag.reader.fit_calibration import fit
     from rag.reader.model import DEFAULT_READER_DIR
 
@@ -349,6 +370,7 @@ def fit_calibration(
         seeds,
         folder / f"calibration-{reader}.json",
         cache=cache,
+        reader_sha256=reader_weights_sha256(reader, folder),
         log=lambda m: err.print(escape(m)),
     )
 

@@ -1,0 +1,83 @@
+"""The ``rag`` command's errors: said once, clearly, with the documented exit code, and nothing written."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from rag.cli import EXIT_INDEX, EXIT_PROBLEMS, app
+from rag.loaders import SUPPORTED_SUFFIXES
+
+runner = CliRunner()
+
+
+def said(text: str) -> str:
+    return " ".join(text.split())  # rich wraps long lines at the terminal width
+
+
+def test_ask_without_an_index_says_so_once_and_fast(tmp_path):
+    # A real process: the engine's log line reached stderr there, beside the CLI's own message.
+    missing = tmp_path / "nope"
+    r = subprocess.run(
+        [sys.executable, "-c", "from rag.cli import main; main()", "ask", "x", "--index", str(missing)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == EXIT_INDEX, r.stderr
+    assert said(r.stderr).count("no index in") == 1, r.stderr
+    assert "rag ingest" in said(r.stderr) and "Traceback" not in r.stderr
+    assert not missing.exists()
+
+
+def test_a_broken_index_is_reported_once(tmp_path, caplog):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "CURRENT").write_text("gen-000001\n")  # points at a generation that is not there
+    with caplog.at_level(logging.ERROR):
+        r = runner.invoke(app, ["ask", "x", "--index", str(broken), "--reader", "heuristic"])
+    assert r.exit_code == EXIT_INDEX, r.output
+    assert said(r.stderr).count("has no readable manifest.json") == 1, r.stderr
+    assert not [rec for rec in caplog.records if rec.name == "rag.engine"], "the CLI reports it; no second copy"
+
+
+def test_unsupported_files_alone_write_nothing_and_say_what_is_supported(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "report.pdf").write_bytes(b"%PDF-1.7 not really")
+    (docs / "empty.txt").write_text("  \n")
+    index = tmp_path / "index"
+    r = runner.invoke(app, ["ingest", str(docs), "--index", str(index)])
+    assert r.exit_code == EXIT_PROBLEMS, r.output
+    message = said(r.stderr)
+    assert "report.pdf: unsupported file type .pdf" in message
+    assert "empty.txt: empty" in message
+    assert f"no usable documents found in {docs} (2 skipped); nothing was written" in message
+    assert all(suffix in message for suffix in SUPPORTED_SUFFIXES)
+    assert r.exception is None or isinstance(r.exception, SystemExit)
+    assert not index.exists(), "no empty index is created"
+
+
+def test_a_missing_path_is_not_an_empty_success(tmp_path):
+    r = runner.invoke(app, ["ingest", str(tmp_path / "absent"), "--index", str(tmp_path / "index")])
+    assert r.exit_code == EXIT_PROBLEMS, r.output
+    assert "no such file or folder" in said(r.stderr) and "no usable documents" in said(r.stderr)
+    assert not (tmp_path / "index").exists()
+
+
+@pytest.mark.parametrize("flag", ["--rebuild", "--sync"])
+def test_nothing_usable_leaves_an_existing_index_alone(tmp_path, seed_index_dir, flag):
+    # --rebuild would remove the index and --sync would delete every document: neither may run on nothing.
+    index = tmp_path / "index"
+    shutil.copytree(seed_index_dir, index)
+    before = sorted(p.relative_to(index) for p in index.rglob("*"))
+    (tmp_path / "only.pdf").write_bytes(b"%PDF")
+    r = runner.invoke(app, ["ingest", str(tmp_path / "only.pdf"), "--index", str(index), flag])
+    assert r.exit_code == EXIT_PROBLEMS, r.output
+    assert "no usable documents" in said(r.stderr)
+    assert sorted(p.relative_to(index) for p in index.rglob("*")) == before
