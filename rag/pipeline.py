@@ -12,8 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from rag.answer_text import trim_span
 from rag.embedding import Embedder
-from rag.errors import ValidationError
+from rag.errors import ModelError, ValidationError
 from rag.evaluation.metrics import normalize_answer
 from rag.lexical import BM25Index, LexicalSettings
 from rag.reader.calibration import Calibrator, Candidate, candidate_features
@@ -87,10 +90,16 @@ class QAPipeline:
         else:
             raise ValidationError(f"reader must be one of {', '.join(READERS)}, got {reader_kind!r}")
         calibration = folder / f"calibration-{reader_kind}.json"
-        if calibrated and calibration.is_file():
-            calibrator = Calibrator.load(calibration)
-        else:
+        if not calibrated:
             calibrator = default_calibrator(reader_kind)
+        elif calibration.is_file():
+            calibrator = Calibrator.load(calibration, reader_sha256=reader_weights_sha256(reader_kind, folder))
+        else:
+            raise ModelError(
+                f"no calibration for the {reader_kind} reader at {calibration}; "
+                f"fit it with: rag fit-calibration --reader {reader_kind}"
+                + (f" --reader-dir {folder}" if reader_dir else "")
+            )
         return cls(embedder, reader, calibrator, reader_kind=reader_kind, retrieval=retrieval, settings=settings)
 
     # -------------------------------------------------------------------------------------------- search
@@ -134,7 +143,7 @@ class QAPipeline:
         if self.reader_kind == "trained":
             readings = self.reader.read(question, passages, top_n=self.settings.spans_per_passage)
             return [
-                Candidate(i, c.start, c.end, c.score, r.null_score)
+                Candidate(i, c.start, c.end, c.score, r.null_score, c.score - r.log_norm, r.null_logprob)
                 for i, r in enumerate(readings)
                 for c in r.candidates
             ]
@@ -159,12 +168,20 @@ class QAPipeline:
         )
         answers: list[Answer] = []
         kept: list[tuple[str, int, int, str]] = []
+        if not scored or scored[0][0] < threshold:
+            return []  # the question is decided on its best-ranked candidate
         for prob, cand in scored:
-            if prob < threshold or len(answers) >= max_answers:
+            if len(answers) >= max_answers:
                 break
+            if prob < threshold:
+                continue
             chunk = hits[cand.hit_index].chunk
-            text = passages[cand.hit_index][cand.start : cand.end]
-            span = (chunk.doc_id, chunk.start + cand.start, chunk.start + cand.end, normalize_answer(text) or text)
+            trimmed = trim_span(passages[cand.hit_index], cand.start, cand.end)  # no markup at the edges
+            if trimmed is None:
+                continue
+            start, end = trimmed
+            text = passages[cand.hit_index][start:end]
+            span = (chunk.doc_id, chunk.start + start, chunk.start + end, normalize_answer(text) or text)
             if not is_distinct(span, kept):
                 continue
             kept.append(span)
@@ -176,12 +193,13 @@ class QAPipeline:
     def score(
         self, question: str, candidates: Sequence[Candidate], hits: Sequence[Hit], passages: Sequence[str]
     ) -> list[tuple[float, Candidate]]:
-        """(calibrated probability, candidate), best first."""
+        """(calibrated probability, candidate), in the ranker's order (best first)."""
         if not candidates:
             return []
         rows = candidate_features(candidates, hits, passages, question, self.terms.tokenize)
+        order = np.argsort(-self.calibrator.rank(rows), kind="stable")
         probs = self.calibrator.probability(rows)
-        return sorted(zip((float(p) for p in probs), candidates, strict=True), key=lambda pc: -pc[0])
+        return [(float(probs[i]), candidates[i]) for i in order]
 
     def cite(
         self,
@@ -219,19 +237,27 @@ def check_top_k(value: int, name: str, limit: int) -> None:
 
 
 def default_calibrator(reader_kind: str) -> Calibrator:
-    """Before a calibration is fitted: a plain sigmoid of the margin (trained) or of the heuristic score."""
-    from rag.reader.calibration import FEATURES
+    """Only to fit a calibration (``calibrated=False``): a plain sigmoid of the margin (trained) or of the
+    heuristic score. The service never runs on it: a missing calibration is an error."""
+    from rag.reader.calibration import FEATURES, Logistic
 
     weights = [0.0] * len(FEATURES)
+    bias = 0.0
     if reader_kind == "trained":
         weights[FEATURES.index("margin")] = 1.0
-        return Calibrator(
-            mean=[0.0] * len(FEATURES), scale=[1.0] * len(FEATURES), weights=weights, bias=0.0, threshold=0.5
-        )
-    weights[FEATURES.index("span_score")] = 8.0
-    return Calibrator(
-        mean=[0.0] * len(FEATURES), scale=[1.0] * len(FEATURES), weights=weights, bias=-3.0, threshold=0.5
-    )
+    else:
+        weights[FEATURES.index("span_score")], bias = 8.0, -3.0
+    plain = Logistic(mean=[0.0] * len(FEATURES), scale=[1.0] * len(FEATURES), weights=weights, bias=bias)
+    return Calibrator(ranker=plain, decider=plain, threshold=0.5)
+
+
+def reader_weights_sha256(reader_kind: str, folder: Path) -> str | None:
+    """The checksum a calibration is tied to: the trained reader's weights (None for the heuristic reader)."""
+    if reader_kind != "trained":
+        return None
+    from rag.reader.train import sha256_file
+
+    return sha256_file(folder / "model.safetensors")
 
 
 def ms(seconds: float) -> float:

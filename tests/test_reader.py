@@ -36,6 +36,15 @@ def test_windows_keep_character_offsets_and_overlap(tokenizer):
         assert b.offsets[b.context_start][0] < a.offsets[a.context_end - 1][1]
 
 
+def test_a_long_question_keeps_its_first_64_tokens_and_the_passage_keeps_its_room(tokenizer):
+    question = "How many troops are in US Forces Korea? " * 25  # 1,000 characters, 250 tokens
+    passage = " ".join(f"Sentence {i} mentions café number {i}." for i in range(80))
+    windows = make_windows(tokenizer, [question], [passage])  # the reader's settings: 256 tokens, stride 96
+    first_64 = tokenizer(question, add_special_tokens=False)["input_ids"][:64]
+    assert all(w.input_ids[1 : w.context_start - 1] == first_64 for w in windows)  # [CLS] question [SEP]
+    assert all(w.context_end - w.context_start == 256 - 3 - 64 for w in windows[:-1])
+
+
 def test_training_labels_point_at_the_answer_or_cls(tokenizer):
     context = "The 28,500-strong US Forces Korea is hosted by Seoul. " * 2 + "Filler words here. " * 60
     q = squad_question(context, "28,500")
@@ -66,12 +75,56 @@ def test_calibrator_learns_and_saves(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(400, len(FEATURES)))
     y = (x[:, 1] + 0.3 * rng.normal(size=400) > 0).astype(int)
-    cal = Calibrator.fit(x.tolist(), y.tolist())
+    cal = Calibrator.fit(x.tolist(), y.tolist(), [i // 4 for i in range(400)])
     p = cal.probability(x.tolist())
-    assert p[y == 1].mean() > 0.8 and p[y == 0].mean() < 0.2
+    assert p[y == 1].mean() > 0.7 and p[y == 0].mean() < 0.3
+    assert cal.rank(x.tolist())[y == 1].mean() > 0.8
+    cal.reader_sha256 = "abc"
     cal.save(tmp_path / "c.json")
-    again = Calibrator.load(tmp_path / "c.json")
+    again = Calibrator.load(tmp_path / "c.json", reader_sha256="abc")
     assert np.allclose(again.probability(x[:5].tolist()), p[:5])
+
+
+def test_calibration_is_tied_to_the_reader_weights(tmp_path):
+    from rag.errors import ModelError
+
+    x = np.random.default_rng(1).normal(size=(40, len(FEATURES)))
+    cal = Calibrator.fit(x.tolist(), (x[:, 0] > 0).astype(int).tolist(), list(range(40)))
+    cal.reader_sha256 = "weights-a"
+    cal.save(tmp_path / "c.json")
+    with pytest.raises(ModelError, match="refit it with: rag fit-calibration"):
+        Calibrator.load(tmp_path / "c.json", reader_sha256="weights-b")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ModelError, match="refit"):
+        Calibrator.load(tmp_path / "bad.json", reader_sha256="weights-a")
+
+
+def test_missing_calibration_is_an_error_not_a_silent_fallback(tmp_path, embedder):
+    import shutil
+
+    from rag.errors import ModelError
+    from rag.pipeline import QAPipeline
+
+    folder = tmp_path / "reader"
+    folder.mkdir()
+    for name in ("model.safetensors", "config.json", "reader.json"):
+        if (DEFAULT_READER_DIR / name).is_file():
+            shutil.copy(DEFAULT_READER_DIR / name, folder / name)
+    with pytest.raises(ModelError, match="fit it with: rag fit-calibration --reader heuristic"):
+        QAPipeline.load("heuristic", reader_dir=folder, embedder=embedder)
+
+
+def test_type_match_reads_the_shape_the_question_asks_for():
+    from rag.reader.calibration import type_match
+    from rag.reader.heuristic import expected_labels
+
+    when = expected_labels("When did the war end?")
+    assert type_match(when, "in 1763") == 1.0 and type_match(when, "the British army") == 0.0
+    many = expected_labels("How many troops are stationed there?")
+    assert type_match(many, "28,500") == 1.0 and type_match(many, "Seoul") == 0.0
+    who = expected_labels("Who called South Korea a money machine?")
+    assert type_match(who, "Donald Trump") == 1.0 and type_match(who, "in the morning") == 0.0
+    assert type_match(expected_labels("Why must Japan invest more?"), "anything") == 0.5
 
 
 def test_candidate_features_reward_agreement():

@@ -1,17 +1,24 @@
 """From reader and retrieval evidence to a calibrated probability that an answer is right.
 
-Each candidate answer is described by a few features (the reader's span score and its margin over the
-[CLS] no-answer score, its share of the reader's probability mass across passages, how many passages agree,
-the passage's dense and BM25 evidence and rank). A logistic regression, fitted on held-out *training*
-articles only (``rag/reader/fit_calibration.py``), turns them into P(right); the answer is given when that
-probability reaches the threshold that maximised SQuAD 2.0 F1 on the same held-out questions, and the
-probability itself is the answer's score.
+Each candidate answer is described by corpus-independent features: the reader's span and no-answer
+log-probabilities under the question's shared normalisation (every window of every passage read together),
+the span's margin over its own passage's [CLS] score, its share of the probability mass and how many passages
+agree on it, whether it looks like the kind of thing the question asks for (a date for "when", a number for
+"how many", a name for "who"...), and retrieval evidence for "does the corpus cover this at all" (dense
+similarity of its passage and of the best passage, question-word coverage, rank).
+
+Two logistic regressions over the same features, fitted on held-out *training* articles only
+(``rag/reader/fit_calibration.py``): ``ranker`` (every candidate: is this span right?) orders a question's
+candidates; ``decider`` (one row per question, its best-ranked candidate: is the answer we would give right?)
+gives the answer's score, and the question is answered when that score reaches ``threshold`` (its rule is in
+``fitted_on["threshold_rule"]``). ``reader_sha256`` ties a calibration to the reader weights it was fitted on.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,12 +28,15 @@ import numpy.typing as npt
 
 from rag.errors import ModelError
 from rag.evaluation.metrics import normalize_answer
+from rag.reader.heuristic import expected_labels
 from rag.types import Hit
 
 #: Every feature is independent of the corpus's size and make-up (no raw BM25 scores, whose scale follows the
 #: corpus statistics), so a calibration fitted on one corpus carries over to another.
 FEATURES = (
     "span_score",
+    "span_logprob",
+    "null_logprob",
     "margin",
     "best_margin",
     "span_share",
@@ -34,10 +44,57 @@ FEATURES = (
     "passage_dense",
     "top_dense",
     "question_coverage",
+    "best_coverage",
     "inverse_rank",
     "log_length",
     "answer_in_question",
+    "type_asked",
+    "type_match",
 )
+
+_MONTHS = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?"
+_SHAPES = {
+    "DATE": re.compile(
+        rf"\b(?:1[0-9]{{3}}|20[0-9]{{2}}|[0-9]{{1,4}}s|{_MONTHS}|monday|tuesday|wednesday|thursday|friday|saturday|"
+        r"sunday|today|yesterday|tomorrow|century|centuries|decade|years?|months?|weeks?|days?|bc|ad|bce|ce)\b",
+        re.I,
+    ),
+    "TIME": re.compile(
+        r"\b(?:[0-9]{1,2}[:.][0-9]{2}|[0-9]{1,2}\s?(?:a\.?m|p\.?m)\.?|noon|midnight|hours?|minutes?)\b", re.I
+    ),
+    "NUMBER": re.compile(
+        r"[0-9]|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|"
+        r"hundred|thousand|million|billion|trillion|dozen|half|several|few)\b",
+        re.I,
+    ),
+    "MONEY": re.compile(r"[$€£¥₩]|\b(?:dollars?|euros?|pounds?|yen|won|yuan|cents?|usd|eur)\b", re.I),
+    "PERCENT": re.compile(r"%|\bper ?cent\b", re.I),
+    "NAME": re.compile(r"\b[A-Z][\w'’.-]*"),
+}
+#: Which shapes fit each spaCy label the question may ask for (rag.reader.heuristic.expected_labels).
+_LABEL_SHAPES = {
+    "DATE": ("DATE",),
+    "TIME": ("TIME", "DATE"),
+    "CARDINAL": ("NUMBER",),
+    "QUANTITY": ("NUMBER",),
+    "MONEY": ("MONEY", "NUMBER"),
+    "PERCENT": ("PERCENT", "NUMBER"),
+    "PERSON": ("NAME",),
+    "ORG": ("NAME",),
+    "NORP": ("NAME",),
+    "GPE": ("NAME",),
+    "LOC": ("NAME",),
+    "FAC": ("NAME",),
+}
+
+
+def type_match(labels: Sequence[str], span: str) -> float:
+    """1.0 when the span has the shape of one of the asked-for entity labels, 0.0 when it has none of them,
+    0.5 when the question asks for no particular type."""
+    if not labels:
+        return 0.5
+    shapes = {shape for label in labels for shape in _LABEL_SHAPES.get(label, ())}
+    return float(any(_SHAPES[shape].search(span) for shape in shapes))
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +106,8 @@ class Candidate:
     end: int
     reader_score: float
     null_score: float
-    features: tuple[float, ...] = ()
+    span_logprob: float = 0.0  # under the question's shared normalisation (trained reader; 0 otherwise)
+    null_logprob: float = 0.0
 
 
 def candidate_features(
@@ -75,9 +133,10 @@ def candidate_features(
     top_dense = max((h.dense_score for h in hits if h.dense_score is not None), default=0.0)
     read = max(1, len(best_per_passage))
     q_terms = set(tokenize(question))
-    coverage = {
-        i: len(q_terms & set(tokenize(passages[i]))) / max(1, len(q_terms)) for i in {c.hit_index for c in candidates}
-    }
+    coverage = {i: len(q_terms & set(tokenize(p))) / max(1, len(q_terms)) for i, p in enumerate(passages)}
+    best_coverage = max(coverage.values(), default=0.0)
+    labels = expected_labels(question)
+    typed = float(bool(labels))
     out: list[tuple[float, ...]] = []
     for c, text, s in zip(candidates, texts, share, strict=True):
         hit = hits[c.hit_index]
@@ -88,6 +147,8 @@ def candidate_features(
         out.append(
             (
                 c.reader_score,
+                c.span_logprob,
+                c.null_logprob,
                 c.reader_score - c.null_score,
                 best_margin,
                 max(float(s), mass),
@@ -95,25 +156,25 @@ def candidate_features(
                 hit.dense_score if hit.dense_score is not None else 0.0,
                 top_dense,
                 coverage[c.hit_index],
+                best_coverage,
                 1.0 / (c.hit_index + 1),
                 math.log(1 + c.end - c.start),
                 echo,
+                typed,
+                type_match(labels, passages[c.hit_index][c.start : c.end]),
             )
         )
     return out
 
 
 @dataclass
-class Calibrator:
-    """Logistic regression over standardised features, and the answer/no-answer threshold."""
+class Logistic:
+    """Logistic regression over standardised features."""
 
-    features: tuple[str, ...] = FEATURES
-    mean: list[float] = field(default_factory=list)
-    scale: list[float] = field(default_factory=list)
-    weights: list[float] = field(default_factory=list)
-    bias: float = 0.0
-    threshold: float = 0.5
-    fitted_on: dict = field(default_factory=dict)
+    mean: list[float]
+    scale: list[float]
+    weights: list[float]
+    bias: float
 
     def probability(self, rows: Sequence[Sequence[float]]) -> npt.NDArray[np.float64]:
         if not rows:
@@ -122,9 +183,7 @@ class Calibrator:
         return 1.0 / (1.0 + np.exp(-(x @ np.asarray(self.weights) + self.bias)))
 
     @classmethod
-    def fit(
-        cls, rows: Sequence[Sequence[float]], labels: Sequence[int], l2: float = 1.0, features=FEATURES
-    ) -> Calibrator:
+    def fit(cls, rows: Sequence[Sequence[float]], labels: Sequence[int], l2: float = 1.0) -> Logistic:
         """Maximum-likelihood logistic regression (Newton's method) with a small L2 penalty."""
         x = np.asarray(rows, dtype=np.float64)
         y = np.asarray(labels, dtype=np.float64)
@@ -143,45 +202,91 @@ class Calibrator:
             w -= step
             if np.abs(step).max() < 1e-8:
                 break
-        return cls(
-            features=tuple(features),
-            mean=mean.tolist(),
-            scale=scale.tolist(),
-            weights=w[:-1].tolist(),
-            bias=float(w[-1]),
-        )
+        return cls(mean=mean.tolist(), scale=scale.tolist(), weights=w[:-1].tolist(), bias=float(w[-1]))
 
-    def save(self, path: Path) -> None:
-        path.write_text(
-            json.dumps(
-                {
-                    "features": list(self.features),
-                    "mean": self.mean,
-                    "scale": self.scale,
-                    "weights": self.weights,
-                    "bias": self.bias,
-                    "threshold": self.threshold,
-                    "fitted_on": self.fitted_on,
-                },
-                indent=2,
-            )
-            + "\n"
-        )
+    def as_dict(self) -> dict:
+        return {"mean": self.mean, "scale": self.scale, "weights": self.weights, "bias": self.bias}
+
+
+@dataclass
+class Calibrator:
+    """``ranker`` orders a question's candidates; ``decider`` scores the answer given; ``threshold`` decides."""
+
+    ranker: Logistic
+    decider: Logistic
+    threshold: float = 0.5
+    features: tuple[str, ...] = FEATURES
+    reader_sha256: str | None = None  # the reader weights this was fitted on (None: the heuristic reader)
+    fitted_on: dict = field(default_factory=dict)
+
+    def rank(self, rows: Sequence[Sequence[float]]) -> npt.NDArray[np.float64]:
+        return self.ranker.probability(rows)
+
+    def probability(self, rows: Sequence[Sequence[float]]) -> npt.NDArray[np.float64]:
+        """P(right) of each row taken as the answer given (the decider's score)."""
+        return self.decider.probability(rows)
 
     @classmethod
-    def load(cls, path: Path) -> Calibrator:
-        data = json.loads(path.read_text())
-        if tuple(data["features"]) != FEATURES:
+    def fit(
+        cls,
+        rows: Sequence[Sequence[float]],
+        labels: Sequence[int],
+        questions: Sequence[int],
+        l2: float = 1.0,
+    ) -> Calibrator:
+        """Fit the ranker on every row, then the decider on each question's best-ranked row.
+
+        ``questions[i]`` says which question row ``i`` belongs to."""
+        ranker = Logistic.fit(rows, labels, l2)
+        best = best_rows(ranker.probability(rows).tolist(), questions)
+        decider = Logistic.fit([rows[i] for i in best], [labels[i] for i in best], l2)
+        return cls(ranker=ranker, decider=decider)
+
+    def save(self, path: Path) -> None:
+        payload = {
+            "features": list(self.features),
+            "reader_sha256": self.reader_sha256,
+            "ranker": self.ranker.as_dict(),
+            "decider": self.decider.as_dict(),
+            "threshold": self.threshold,
+            "fitted_on": self.fitted_on,
+        }
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(payload, indent=2) + "\n")
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path, reader_sha256: str | None = None) -> Calibrator:
+        """Read a calibration; refuse one fitted on other features or on other reader weights."""
+        refit = "refit it with: rag fit-calibration --reader <trained|heuristic>"
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ModelError(f"cannot read the calibration {path} ({exc}); {refit}") from exc
+        if tuple(data.get("features", ())) != FEATURES or "decider" not in data:
             raise ModelError(
-                f"calibration {path} was fitted on features {data['features']}, this program computes "
-                f"{list(FEATURES)}; refit it with: rag fit-calibration --reader <trained|heuristic>"
+                f"calibration {path} was fitted on features {data.get('features')}, this program computes "
+                f"{list(FEATURES)}; {refit}"
+            )
+        if data.get("reader_sha256") != reader_sha256:
+            raise ModelError(
+                f"calibration {path} was fitted on reader weights {str(data.get('reader_sha256'))[:12]}, not on "
+                f"these ({str(reader_sha256)[:12]}); {refit}"
             )
         return cls(
-            features=tuple(data["features"]),
-            mean=data["mean"],
-            scale=data["scale"],
-            weights=data["weights"],
-            bias=data["bias"],
+            ranker=Logistic(**data["ranker"]),
+            decider=Logistic(**data["decider"]),
             threshold=data["threshold"],
+            features=tuple(data["features"]),
+            reader_sha256=data.get("reader_sha256"),
             fitted_on=data.get("fitted_on", {}),
         )
+
+
+def best_rows(scores: Sequence[float], questions: Sequence[int]) -> list[int]:
+    """For each question, the index of its highest-scoring row."""
+    best: dict[int, int] = {}
+    for i, (score, q) in enumerate(zip(scores, questions, strict=True)):
+        if q not in best or score > scores[best[q]]:
+            best[q] = i
+    return list(best.values())

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from rag.errors import ModelError
-from rag.reader.windows import SpanCandidate, best_spans, make_windows, pad_batch
+from rag.reader.windows import SpanCandidate, Window, best_spans, make_windows, pad_batch
 
 #: Where the project's trained reader lives (inside the package, so an installed copy finds it).
 DEFAULT_READER_DIR = Path(__file__).with_name("model")
@@ -33,10 +33,17 @@ def base_model_path() -> str:
 
 @dataclass(frozen=True, slots=True)
 class PassageReading:
-    """The reader's view of one passage: its best spans and its no-answer ([CLS]) score."""
+    """The reader's view of one passage: its best spans and its no-answer ([CLS]) score.
+
+    ``log_norm`` and ``null_logprob`` belong to the whole question: the log-normaliser of the start and end
+    softmaxes taken over every window of every passage read together (the shared normalisation the reader is
+    trained with), and the log-probability, under them, of "none of these passages answers it". A span's
+    log-probability is ``score - log_norm``."""
 
     candidates: tuple[SpanCandidate, ...]
     null_score: float
+    log_norm: float = 0.0
+    null_logprob: float = 0.0
 
 
 def save_reader(model: Any, out_dir: Path, record: dict) -> None:
@@ -171,7 +178,25 @@ class SpanReader:
                 if seen is None or cand.score > seen.score:
                     best[window.passage_index][key] = cand
             nulls[window.passage_index] = min(nulls[window.passage_index], float(starts[row, 0] + ends[row, 0]))
+        log_norm, null_logprob = shared_normalisation(windows, starts, ends)
         return [
-            PassageReading(tuple(sorted(b.values(), key=lambda c: -c.score)[:top_n]), nulls[i])
+            PassageReading(tuple(sorted(b.values(), key=lambda c: -c.score)[:top_n]), nulls[i], log_norm, null_logprob)
             for i, b in enumerate(best)
         ]
+
+
+def _logsumexp(values: np.ndarray) -> float:
+    top = float(values.max())
+    return top + float(np.log(np.exp(values - top).sum()))
+
+
+def shared_normalisation(windows: Sequence[Window], starts: np.ndarray, ends: np.ndarray) -> tuple[float, float]:
+    """(log Z_start + log Z_end, log P(no answer)) over the [CLS] and passage tokens of all windows together."""
+    s_all = np.concatenate(
+        [np.r_[starts[r, 0], starts[r, w.context_start : w.context_end]] for r, w in enumerate(windows)]
+    )
+    e_all = np.concatenate([np.r_[ends[r, 0], ends[r, w.context_start : w.context_end]] for r, w in enumerate(windows)])
+    z_s, z_e = _logsumexp(s_all.astype(np.float64)), _logsumexp(e_all.astype(np.float64))
+    null_s = _logsumexp(starts[:, 0].astype(np.float64)[: len(windows)])
+    null_e = _logsumexp(ends[:, 0].astype(np.float64)[: len(windows)])
+    return z_s + z_e, (null_s - z_s) + (null_e - z_e)
