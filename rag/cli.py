@@ -307,9 +307,22 @@ def train_reader(
     squad: Annotated[Path, typer.Option(help="SQuAD 2.0 JSON (only its training articles are used)")] = Path(
         "../shared/data/squad-v2.0-dev/dev-v2.0.json"
     ),
+    train_part: Annotated[Path | None, typer.Option(help="Folder of SQuAD training-set parts (groups recipe)")] = Path(
+        "../shared/data/squad-v2.0-train-part"
+    ),
     out: Annotated[Path, typer.Option(help="Where the weights and reader.json go")] = Path("rag/reader/model"),
-    epochs: float = 3.0,
-    lr: Annotated[float, typer.Option("--lr")] = 1e-4,
+    recipe: Annotated[
+        str, typer.Option(help="groups: serving-like chunks + retrieved negatives, shared normalisation; paragraphs")
+    ] = "groups",
+    work: Annotated[Path, typer.Option(help="Checkpoints and cached groups (groups recipe)")] = Path(
+        "eval/.cache/reader-train"
+    ),
+    init_from: Annotated[Path | None, typer.Option(help="Continue from this reader folder (groups recipe)")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint in --work")] = False,
+    epochs: Annotated[float | None, typer.Option(help="[default: 1 for groups, 3 for paragraphs]")] = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="[default: 5e-5 for groups, 1e-4 for paragraphs]")] = None,
+    dev_train_share: Annotated[float, typer.Option(help="Share of the SQuAD dev training questions kept")] = 0.5,
+    negatives: Annotated[int, typer.Option(help="Retrieved negative chunks per question (groups)")] = 1,
     batch_size: int = 16,
     max_length: int = 256,
     stride: int = 96,
@@ -318,14 +331,42 @@ def train_reader(
     device: Annotated[str, typer.Option(help="torch device: cpu, or cuda where a GPU is lent")] = "cpu",
     max_questions: Annotated[int | None, typer.Option(help="Train on a sample (for timing runs)")] = None,
 ) -> None:
-    """Fine-tune the span reader on the SQuAD 2.0 training articles (validation articles untouched)."""
+    """Fine-tune the span reader on SQuAD training data (validation articles untouched).
+
+    After training, refit the calibration: rag fit-calibration --reader trained --reader-dir OUT."""
+    if recipe == "groups":
+        from rag.reader.train_groups import GroupTrainConfig, train_groups
+
+        group_config = GroupTrainConfig(
+            squad_path=str(squad),
+            out_dir=str(out),
+            work_dir=str(work),
+            train_part=str(train_part) if train_part else None,
+            init_from=str(init_from) if init_from else None,
+            epochs=epochs or 1.0,
+            learning_rate=lr or 5e-5,
+            questions_per_batch=max(1, batch_size // (1 + negatives)),
+            negatives=negatives,
+            max_length=max_length,
+            stride=stride,
+            seed=seed,
+            threads=threads,
+            device=device,
+            dev_train_share=dev_train_share,
+            max_questions=max_questions,
+        )
+        train_groups(group_config, resume=resume, log=lambda m: err.print(escape(m)))
+        return
+    if recipe != "paragraphs":
+        err.print(f"[red]error:[/red] --recipe must be groups or paragraphs, got {escape(recipe)}")
+        raise typer.Exit(EXIT_USAGE)
     from rag.reader.train import TrainConfig, train
 
     config = TrainConfig(
         squad_path=str(squad),
         out_dir=str(out),
-        epochs=epochs,
-        learning_rate=lr,
+        epochs=epochs or 3.0,
+        learning_rate=lr or 1e-4,
         batch_size=batch_size,
         max_length=max_length,
         stride=stride,
@@ -360,7 +401,12 @@ def fit_calibration(
     try:
         embedder = Embedder(backend=settings.embed_backend)
         pipeline = QAPipeline.load(
-            reader, reader_dir=folder, backend=settings.reader_backend, embedder=embedder, calibrated=False
+            reader,
+            reader_dir=folder,
+            backend=settings.reader_backend,
+            embedder=embedder,
+            calibrated=False,
+            settings=settings.ask_settings(),  # RAG_READ_K: the calibration is fitted for that many passages
         )
     except RagError as exc:
         raise _fail(exc) from None
