@@ -16,6 +16,8 @@ most ``MAX_WRONG_ABSTENTIONS`` of A's answerable questions.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -96,12 +98,20 @@ def collect(
     return out
 
 
+_DECIDED: dict[tuple[int, int], tuple[int, float]] = {}
+
+
 def decision(calibrator: Calibrator, q: QuestionRows) -> tuple[int, float]:
-    """(the answer's row, its score): the best-ranked candidate and the decider's probability for it."""
-    if not q.rows:
-        return -1, 0.0
-    best = int(np.argmax(calibrator.rank(q.rows)))
-    return best, float(calibrator.probability([q.rows[best]])[0])
+    """(the answer's row, its score): the best-ranked candidate and the decider's probability for it
+    (memoised per calibrator and question: the threshold grid asks the same thing many times)."""
+    key = (id(calibrator), id(q))
+    if key not in _DECIDED:
+        if not q.rows:
+            _DECIDED[key] = (-1, 0.0)
+        else:
+            best = int(np.argmax(calibrator.rank(q.rows)))
+            _DECIDED[key] = (best, float(calibrator.probability([q.rows[best]])[0]))
+    return _DECIDED[key]
 
 
 def squad2_f1(calibrator: Calibrator, data: Sequence[QuestionRows], threshold: float) -> float:
@@ -190,7 +200,8 @@ def fit(
     index_a = build_index(
         seed_docs + squad_documents({"data": train}), pipeline, settings, cache / "covered" if cache else None
     )
-    data_a = collect(pipeline, index_a, questions, covered=True, log=log)
+    key = _rows_key(pipeline, reader_sha256)
+    data_a = _cached(cache, f"rows-covered-{key}.json", lambda: collect(pipeline, index_a, questions, True, log), log)
 
     rng = random.Random(seed)
     sample = rng.sample(questions, min(not_covered_sample, len(questions)))
@@ -199,14 +210,14 @@ def fit(
     index_b = build_index(
         seed_docs + squad_documents({"data": fit_only}), pipeline, settings, cache / "not-covered" if cache else None
     )
-    data_b = collect(pipeline, index_b, sample, covered=False, log=log)
+    data_b = _cached(cache, f"rows-not-covered-{key}.json", lambda: collect(pipeline, index_b, sample, False, log), log)
 
     rows = [r for q in data_a + data_b for r in q.rows]
     labels = [y for q in data_a + data_b for y in q.labels]
     owners = [i for i, q in enumerate(data_a + data_b) for _ in q.rows]
     calibrator = Calibrator.fit(rows, labels, owners)
     calibrator.reader_sha256 = reader_sha256
-    grid = [round(t, 3) for t in np.arange(0.025, 0.951, 0.025)]
+    grid = [round(float(t), 3) for t in np.arange(0.01, 0.951, 0.005)]
     scores = {t: squad2_f1(calibrator, data_a, t) for t in grid}
     mix = {t: squad2_f1(calibrator, data_a + data_b, t) for t in grid}
     curve = [
@@ -254,3 +265,34 @@ def _sha(path: str) -> str:
     from rag.reader.train import sha256_file
 
     return sha256_file(path)
+
+
+def _rows_key(pipeline: QAPipeline, reader_sha256: str | None) -> str:
+    """What the collected rows depend on: the reader, its weights, the passages read, the feature set."""
+    from rag.reader.calibration import FEATURES
+
+    raw = json.dumps([pipeline.reader_kind, reader_sha256, pipeline.settings.read_k, list(FEATURES)])
+    return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+def _cached(
+    cache: Path | None, name: str, compute: Callable[[], list[QuestionRows]], log: Callable[[str], None]
+) -> list[QuestionRows]:
+    """The reader's outputs for a question set, kept in ``cache`` so that a refit (another threshold rule,
+    another regulariser) does not read every question again."""
+    path = cache / name if cache else None
+    if path is not None and path.is_file():
+        log(f"  reader outputs read back from {path}")
+        return [
+            QuestionRows([tuple(r) for r in q["rows"]], q["texts"], q["labels"], tuple(q["golds"]))
+            for q in json.loads(path.read_text())
+        ]
+    data = compute()
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(
+            json.dumps([{"rows": q.rows, "texts": q.texts, "labels": q.labels, "golds": q.golds} for q in data])
+        )
+        tmp.replace(path)
+    return data
