@@ -86,7 +86,8 @@ def test_bad_files_are_reported_by_name_and_the_rest_loaded(tmp_path):
     assert reasons["empty.txt"] == "empty"
     assert reasons["binary.txt"].startswith("binary file")
     assert reasons["latin1.txt"].startswith("not valid UTF-8")
-    assert reasons["image.png"] == "unsupported file type .png"
+    assert reasons["image.png"].startswith("unsupported file type .png; supported: ")
+    assert ".md" in reasons["image.png"] and ".jsonl" in reasons["image.png"]
     assert reasons["broken.json"].startswith("invalid JSON at line 1")
     assert reasons["lines.jsonl line 2"].startswith("invalid JSON")
     assert "not allowed" in reasons["lines.jsonl line 3"]
