@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.reader.windows import Window, make_windows, pad_batch
+from rag.reader.windows import Window, make_windows, pad_batch, token_targets
 from rag.squad import SquadQuestion, iter_questions, load_squad, select_articles
 
 
@@ -67,24 +67,7 @@ def label_windows(tokenizer, questions: Sequence[SquadQuestion], max_length: int
     out: list[TrainWindow] = []
     for w in windows:
         q = questions[w.passage_index]
-        starts: set[int] = set()
-        ends: set[int] = set()
-        for ans in q.answers:
-            a_start, a_end = ans.start, ans.start + len(ans.text)
-            first = last = None
-            for t in range(w.context_start, w.context_end):
-                ts, te = w.offsets[t]
-                if first is None and te > a_start:
-                    first = t
-                if ts < a_end:
-                    last = t
-            if first is None or last is None or last < first:
-                continue
-            # The answer must lie wholly inside this window.
-            if w.offsets[w.context_start][0] > a_start or w.offsets[w.context_end - 1][1] < a_end:
-                continue
-            starts.add(first)
-            ends.add(last)
+        starts, ends = token_targets(w, [(a.start, a.start + len(a.text)) for a in q.answers])
         if not starts:
             starts, ends = {0}, {0}
         out.append(TrainWindow(w, tuple(sorted(starts)), tuple(sorted(ends))))

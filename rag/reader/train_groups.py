@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from rag.reader.examples import GroupExample, articles_from, build_groups, load_groups, save_groups, training_sources
-from rag.reader.windows import Window, make_windows, pad_batch
+from rag.reader.windows import Window, make_windows, pad_batch, token_targets
 
 
 @dataclass
@@ -58,29 +58,6 @@ class GroupWindows:
     windows: tuple[Window, ...]
     starts: tuple[tuple[int, int], ...]  # (window row in group, token) of each gold start
     ends: tuple[tuple[int, int], ...]
-
-
-def token_targets(w: Window, spans: Sequence[tuple[int, int]]) -> tuple[set[int], set[int]]:
-    """Token positions of the spans that lie wholly inside window ``w``."""
-    starts: set[int] = set()
-    ends: set[int] = set()
-    if w.context_end <= w.context_start:
-        return starts, ends
-    first_char, last_char = w.offsets[w.context_start][0], w.offsets[w.context_end - 1][1]
-    for a_start, a_end in spans:
-        if first_char > a_start or last_char < a_end:
-            continue
-        first = last = None
-        for t in range(w.context_start, w.context_end):
-            ts, te = w.offsets[t]
-            if first is None and te > a_start:
-                first = t
-            if ts < a_end:
-                last = t
-        if first is not None and last is not None and last >= first:
-            starts.add(first)
-            ends.add(last)
-    return starts, ends
 
 
 def label_groups(tokenizer, groups: Sequence[GroupExample], max_length: int, stride: int) -> list[GroupWindows]:

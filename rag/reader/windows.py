@@ -121,6 +121,29 @@ def fit_questions(tokenizer, questions: Sequence[str], max_tokens: int) -> list[
     return [fitted[q] for q in questions]
 
 
+def token_targets(w: Window, spans: Sequence[tuple[int, int]]) -> tuple[set[int], set[int]]:
+    """Token positions of the spans that lie wholly inside window ``w``."""
+    starts: set[int] = set()
+    ends: set[int] = set()
+    if w.context_end <= w.context_start:
+        return starts, ends
+    first_char, last_char = w.offsets[w.context_start][0], w.offsets[w.context_end - 1][1]
+    for a_start, a_end in spans:
+        if first_char > a_start or last_char < a_end:
+            continue
+        first = last = None
+        for t in range(w.context_start, w.context_end):
+            ts, te = w.offsets[t]
+            if first is None and te > a_start:
+                first = t
+            if ts < a_end:
+                last = t
+        if first is not None and last is not None and last >= first:
+            starts.add(first)
+            ends.add(last)
+    return starts, ends
+
+
 def pad_batch(windows: Sequence[Window]) -> dict[str, npt.NDArray[np.int64]]:
     """Right-pad a batch to its longest window (dynamic padding)."""
     width = max(len(w.input_ids) for w in windows)
