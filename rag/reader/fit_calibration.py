@@ -185,6 +185,7 @@ def fit(
     reader_sha256: str | None = None,
     log: Callable[[str], None] = print,
 ) -> Calibrator:
+    _DECIDED.clear()  # keyed by object ids, which a new fit may reuse
     payload = load_squad(squad_path)
     train = select_articles(payload, "train")
     held_out = set(calibration_titles([a["title"] for a in train]))
