@@ -97,6 +97,18 @@ def _multi_target_loss(logits, targets):
     return (torch.logsumexp(logits, dim=-1) - torch.logsumexp(logits + mask, dim=-1)).mean()
 
 
+def adamw(model, learning_rate: float, weight_decay: float):
+    """AdamW with no weight decay on biases and LayerNorm weights (the BERT fine-tuning convention)."""
+    import torch
+
+    no_decay = ("bias", "LayerNorm.weight", "LayerNorm.bias")
+    groups = [
+        {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)], "weight_decay": weight_decay},
+        {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=learning_rate)
+
+
 def sha256_file(path: str | Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -140,15 +152,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
     model = AutoModelForQuestionAnswering.from_pretrained(base).float()  # fp32 even from an fp16 copy
     model.to(config.device)
     model.train()
-    no_decay = ("bias", "LayerNorm.weight", "LayerNorm.bias")
-    groups = [
-        {
-            "params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
-            "weight_decay": config.weight_decay,
-        },
-        {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
-    ]
-    optimizer = torch.optim.AdamW(groups, lr=config.learning_rate)
+    optimizer = adamw(model, config.learning_rate, config.weight_decay)
     steps_per_epoch = math.ceil(len(items) / config.batch_size)
     total_steps = max(1, int(steps_per_epoch * config.epochs))
     scheduler = get_linear_schedule_with_warmup(optimizer, int(total_steps * config.warmup_ratio), total_steps)

@@ -12,7 +12,6 @@ from it. The groups (the retrieval for negatives is the slow part) are cached in
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -175,14 +174,6 @@ def prepare_groups(config: GroupTrainConfig, log: Callable[[str], None]) -> list
     return groups
 
 
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def train_groups(config: GroupTrainConfig, *, resume: bool = False, log: Callable[[str], None] = print) -> dict:
     """Train; write fp16 weights and ``reader.json`` to ``config.out_dir``; return the record."""
     import torch
@@ -190,6 +181,7 @@ def train_groups(config: GroupTrainConfig, *, resume: bool = False, log: Callabl
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer, get_linear_schedule_with_warmup
 
     from rag.reader.model import base_model_path, save_reader
+    from rag.reader.train import adamw, sha256_file
 
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.threads)
@@ -218,12 +210,7 @@ def train_groups(config: GroupTrainConfig, *, resume: bool = False, log: Callabl
         model = AutoModelForQuestionAnswering.from_pretrained(base_model_path())
     model = model.float().to(config.device)
     model.train()
-    no_decay = ("bias", "LayerNorm.weight", "LayerNorm.bias")
-    params = [
-        {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)], "weight_decay": 0.01},
-        {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
-    ]
-    optimizer = torch.optim.AdamW(params, lr=config.learning_rate)
+    optimizer = adamw(model, config.learning_rate, config.weight_decay)
     batches = schedule(items, config.questions_per_batch, config.epochs, rng)
     total = len(batches)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(total * config.warmup_ratio), total)
