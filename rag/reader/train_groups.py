@@ -47,6 +47,7 @@ class GroupTrainConfig:
     threads: int = 2
     device: str = "cpu"
     dev_train_share: float = 1.0  # share of the SQuAD dev training articles' questions kept
+    train_part_share: float = 1.0  # share of the SQuAD training-set parts' questions kept
     max_questions: int | None = None
     checkpoint_every: int = 100
     held_out_for_calibration: list[str] = field(default_factory=list)
@@ -189,6 +190,8 @@ def train_groups(config: GroupTrainConfig, *, resume: bool = False, log: Callabl
     rng = random.Random(config.seed)
     if config.dev_train_share < 1.0:
         groups = [g for g in groups if g.source != "squad2-dev-train" or rng.random() < config.dev_train_share]
+    if config.train_part_share < 1.0:
+        groups = [g for g in groups if g.source == "squad2-dev-train" or rng.random() < config.train_part_share]
     if config.max_questions:
         rng.shuffle(groups)
         groups = groups[: config.max_questions]
@@ -319,6 +322,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--negatives", type=int, default=1)
     parser.add_argument("--no-shared-norm", action="store_true")
     parser.add_argument("--dev-train-share", type=float, default=1.0)
+    parser.add_argument("--train-part-share", type=float, default=1.0)
     parser.add_argument("--max-questions", type=int, default=None)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
@@ -337,6 +341,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         negatives=args.negatives,
         shared_norm=not args.no_shared_norm,
         dev_train_share=args.dev_train_share,
+        train_part_share=args.train_part_share,
         max_questions=args.max_questions,
         threads=args.threads,
         device=args.device,
