@@ -40,7 +40,9 @@ $(INDEX)/CURRENT: | $(STAMP)
 
 index: $(INDEX)/CURRENT
 
+# The ONNX files are made once per machine (`rag export`), so the serving process never imports torch.
 serve: install index
+	$(BIN)/rag export
 	$(BIN)/rag serve --index $(INDEX)
 
 # deptry first: an import that pyproject.toml does not declare fails here, not on a fresh machine.

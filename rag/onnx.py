@@ -9,7 +9,6 @@ padding) before it is used. Exports are cached on disk by the weights' checksum,
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import math
 import os
@@ -20,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from rag.checksums import sha256_file
 from rag.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -190,11 +190,7 @@ def session(path: Path, threads: int | None = None):
 
 
 def weights_key(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
+    return sha256_file(path)[:16]
 
 
 def run(sess, batch: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -271,3 +267,80 @@ def _quiet_quantizer() -> Iterator[None]:
         root.removeFilter(drop)
         if guard is not None:
             root.removeHandler(guard)
+
+
+# ------------------------------------------------------------------------------------------ exported files
+
+KINDS = ("embedder", "reader")
+
+
+def model_path(kind: str, folder: Path, *, int8: bool) -> Path:
+    """Where the ONNX file of the model in ``folder`` is cached (named by its weights' checksum)."""
+    if kind not in KINDS:
+        raise ModelError(f"ONNX model kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    path = cache_dir() / f"{kind}-{weights_key(folder / 'model.safetensors')}.onnx"
+    return path.with_name(f"{path.stem}-int8-{INT8_RECIPE}.onnx") if int8 else path
+
+
+def ensure(kind: str, folder: Path, *, int8: bool) -> Path:
+    """The cached ONNX file for a model, exported (and quantised) first when it is missing.
+
+    The export needs torch; it runs in a child process (``python -m rag.onnx``), so that a process serving
+    from ONNX never imports torch and keeps its memory (torch and transformers are most of a serving process's
+    resident size when imported)."""
+    import subprocess
+    import sys
+
+    target = model_path(kind, folder, int8=int8)
+    if target.is_file():
+        return target
+    log.info(
+        "exporting the %s to ONNX%s in a child process, once per machine (about 15 s): %s",
+        kind,
+        " and quantising it to int8" if int8 else "",
+        target,
+    )
+    command = [sys.executable, "-m", "rag.onnx", kind, str(folder)] + (["--int8"] if int8 else [])
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0 or not target.is_file():
+        tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
+        raise ModelError(f"exporting the {kind} in {folder} to ONNX failed: " + " | ".join(tail))
+    return target
+
+
+def export_model(kind: str, folder: Path, *, int8: bool) -> Path:
+    """Export (and quantise) one model in this process: loads it in torch. ``ensure`` calls it in a child."""
+    fp32 = model_path(kind, folder, int8=False)
+    if not fp32.is_file():
+        if kind == "embedder":
+            from sentence_transformers import SentenceTransformer
+
+            export(SentenceTransformer(str(folder), device="cpu", local_files_only=True)[0].auto_model, fp32, qa=False)
+        else:
+            from rag.reader.model import SpanReader
+
+            export(SpanReader.load(folder, backend="torch").model, fp32, qa=True)
+    if not int8:
+        return fp32
+    target = model_path(kind, folder, int8=True)
+    if not target.is_file():
+        quantize_int8(fp32, target)
+    return target
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m rag.onnx embedder|reader FOLDER [--int8]``: export one model's ONNX file into the cache."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("kind", choices=KINDS)
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--int8", action="store_true")
+    args = parser.parse_args(argv)
+    print(export_model(args.kind, args.folder, int8=args.int8))
+
+
+if __name__ == "__main__":
+    from rag.onnx import main as _main  # the module under its own name (this file runs as __main__)
+
+    _main()

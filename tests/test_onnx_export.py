@@ -41,40 +41,73 @@ def _tracer_warnings(caught: list[warnings.WarningMessage]) -> list[str]:
 
 
 def test_reader_exports_into_an_empty_cache_and_agrees_with_torch(empty_cache, caplog):
-    from rag.reader.model import SpanReader
+    from rag.reader.model import DEFAULT_READER_DIR, SpanReader
 
     caplog.set_level(logging.INFO)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        reader = SpanReader.load(backend="onnx")
+        onnx.export_model("reader", DEFAULT_READER_DIR, int8=False)  # what the child runs (rag.onnx.ensure)
     assert [p.name for p in empty_cache.iterdir()] == [f"reader-{onnx.weights_key(reader_weights())}.onnx"]
     assert _stages(caplog) == ["exporting the reader to ONNX and checking it against torch"]
     assert _tracer_warnings(caught) == []
 
+    reader = SpanReader.load(backend="onnx")  # the cached file: no export, no torch model
+    assert reader.model is None
     enc = reader.tokenizer([QUESTION] * 2, PASSAGES, padding=True, return_tensors="np")
     batch = {name: enc[name] for name in onnx.INPUTS}
-    torch_reader = SpanReader(reader.model, reader.tokenizer)
+    torch_reader = SpanReader.load(backend="torch")
     real = batch["attention_mask"].astype(bool)
     for got, want in zip(reader.logits(batch), torch_reader.logits(batch), strict=True):
         assert np.abs(got[real] - want[real]).max() < onnx.TOLERANCE
 
 
 def test_embedder_exports_into_an_empty_cache_and_agrees_with_torch(empty_cache, caplog):
-    from rag.embedding import Embedder
+    from rag.embedding import Embedder, model_dir
 
     caplog.set_level(logging.INFO)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        embedder = Embedder(backend="onnx").load()
+        onnx.export_model("embedder", model_dir(), int8=False)
     (exported,) = empty_cache.iterdir()
     assert exported.name.startswith("embedder-") and exported.suffix == ".onnx"
     assert _stages(caplog) == ["exporting the embedder to ONNX and checking it against torch"]
     assert _tracer_warnings(caught) == []
 
+    embedder = Embedder(backend="onnx").load()
     texts = [QUESTION, *PASSAGES]
     got = embedder.encode(texts)
     want = embedder.model.encode(texts, convert_to_numpy=True, normalize_embeddings=True)
     assert np.abs(got - want).max() < 1e-4
+
+
+def test_serving_from_an_empty_cache_exports_in_a_child_and_never_imports_torch(tmp_path):
+    """A first start on a new machine: both int8 files are made by child processes; the process that loads
+    the pipeline and answers has neither torch nor transformers imported."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import json, sys\n"
+        "from rag.pipeline import QAPipeline\n"
+        "p = QAPipeline.load('trained')\n"
+        f"r = p.reader.read({QUESTION!r}, {PASSAGES!r})\n"
+        "c = r[0].candidates[0]\n"
+        f"answer = {PASSAGES[0]!r}[c.start:c.end]\n"
+        "dim = int(p.embedder.encode_query('x').shape[1])\n"
+        "print(json.dumps({'answer': answer, 'dim': dim,"
+        " 'torch': 'torch' in sys.modules, 'transformers': 'transformers' in sys.modules}))\n"
+    )
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got == {"answer": "1932", "dim": 384, "torch": False, "transformers": False}
+    names = sorted(
+        p.name.split("-")[0] + ("-int8" if "int8" in p.name else "") for p in (tmp_path / "rag-onnx").iterdir()
+    )
+    assert names == ["embedder", "embedder-int8", "reader", "reader-int8"]
 
 
 def tiny_bert():

@@ -263,7 +263,7 @@ def fit(
 
 
 def _sha(path: str) -> str:
-    from rag.reader.train import sha256_file
+    from rag.checksums import sha256_file
 
     return sha256_file(path)
 

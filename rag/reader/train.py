@@ -12,7 +12,6 @@ calibrator can later be fitted on reader outputs the reader has not memorised.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import random
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rag.checksums import sha256_file
 from rag.reader.windows import Window, make_windows, pad_batch, token_targets
 from rag.squad import SquadQuestion, iter_questions, load_squad, select_articles
 
@@ -107,14 +107,6 @@ def adamw(model, learning_rate: float, weight_decay: float):
         {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
     ]
     return torch.optim.AdamW(groups, lr=learning_rate)
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def train(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
