@@ -3,6 +3,7 @@
     .venv/bin/python eval/bench.py            # the full benchmark (< 30 min on 2 cores, Haystack peer included)
     .venv/bin/python eval/bench.py --quick    # seed + 2 SQuAD articles + 100 SciFact abstracts, < 3 min, no peer
     .venv/bin/python eval/bench.py --scale    # only the dense index at 1M and 10M synthetic vectors (~30 min)
+    .venv/bin/python eval/bench.py --quick --batch-only   # only POST /ask/batch against one /ask per question
 
 Prints the tables and writes them to eval/results/bench.md, every figure to eval/results/bench.json (a main run
 keeps an earlier --scale part and the other way round). The sections live in eval/benchmark/.
@@ -59,6 +60,9 @@ class Plan:
     embed_runs: int
     reader_questions: int
     peer_ingest_runs: int
+    batch_size: int = 16  # questions per POST /ask/batch
+    batch_questions: int = 64  # per /ask/batch run (each way of asking gets the same ones)
+    batch_runs: int = 3
 
 
 FULL = Plan(
@@ -100,6 +104,8 @@ QUICK = Plan(
     embed_runs=2,
     reader_questions=30,
     peer_ingest_runs=1,
+    batch_questions=32,
+    batch_runs=2,
 )
 
 
@@ -118,6 +124,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="run the Haystack peer [default: on, off with --quick]",
     )
     p.add_argument("--scale", action="store_true", help="only the synthetic dense-index scale benchmark")
+    p.add_argument(
+        "--batch-only",
+        action="store_true",
+        help="only POST /ask/batch against one question per /ask (on the served corpus; merged into bench.json)",
+    )
     p.add_argument(
         "--scale-sizes", default="1M,10M", help="comma-separated vector counts for --scale (k and M suffixes)"
     )
@@ -232,7 +243,7 @@ def reader_choice(asked: str, folder: Path) -> tuple[str, str | None]:
 
 
 def main_run(args: argparse.Namespace, plan: Plan, result: dict) -> None:
-    from benchmark import backends, http, ingest, queries
+    from benchmark import backends, filtered, http, ingest, queries
     from benchmark.corpora import QuestionPool, load_data, seed_documents
     from benchmark.peer import ensure_venv, run_peer
 
@@ -346,6 +357,12 @@ def main_run(args: argparse.Namespace, plan: Plan, result: dict) -> None:
     result["cache"] = report.plain(cache)
     section("queries in-process", t0)
 
+    # --------------------------------------------------------------------------------------- filtered /search
+    t0 = time.perf_counter()
+    filter_sets = [pool.any(plan.questions) for _ in range(plan.runs)]
+    result["filtered"] = report.plain(filtered.filtered_search(engine, filter_sets, log=log))
+    section("filtered search", t0)
+
     # --------------------------------------------------------------------------------------- HTTP
     t0 = time.perf_counter()
     server_reader = "trained" if reader == "trained" else "heuristic"
@@ -379,6 +396,12 @@ def main_run(args: argparse.Namespace, plan: Plan, result: dict) -> None:
     result["throughput"] = report.plain(throughputs)
     result["latency"] = report.plain(latency)
     section("http", t0)
+
+    # --------------------------------------------------------------------------------------- /ask/batch
+    if ask_sets:
+        t0 = time.perf_counter()
+        result["batch"] = batch_section(index_dir, server_reader, base, reader_dir, args.cache, pool, plan)
+        section("batch", t0)
 
     # --------------------------------------------------------------------------------------- backends
     t0 = time.perf_counter()
@@ -446,6 +469,52 @@ def main_run(args: argparse.Namespace, plan: Plan, result: dict) -> None:
         notes.append("--quick: small corpora and few runs; use `make bench` for the figures to quote.")
 
 
+# ------------------------------------------------------------------------------------------------ batches
+
+
+def batch_section(index_dir: Path, reader: str, base, reader_dir: Path, cache: Path, pool, plan: Plan) -> dict:
+    """POST /ask/batch against one question per POST /ask, same questions, on its own `rag serve` per batch mode."""
+    from benchmark import batch
+
+    warmup = pool.any(plan.warmup)
+    runs = [pool.any(plan.batch_questions) for _ in range(plan.batch_runs)]
+    rows = batch.compare(index_dir, reader, reader_dir, cache, runs, warmup, batch_size=plan.batch_size, log=log)
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "reader": f"{reader} ({base.reader_backend})" if reader == "trained" else reader,
+        "embedding": base.embed_backend,
+        "index": index_dir.name,
+        "load_average": os.getloadavg(),
+        "rows": report.plain(rows),
+    }
+
+
+def batch_run(args: argparse.Namespace, plan: Plan, result: dict) -> None:
+    """--batch-only: just the /ask/batch section, over the corpus the service is timed on (its index in --cache is
+    reused; documents it lacks are added first)."""
+    from benchmark.corpora import QuestionPool, load_data
+
+    from rag.embedding import Embedder
+    from rag.engine import Engine
+    from rag.settings import Settings
+
+    reader_dir = args.reader_dir.resolve()
+    reader, note = reader_choice(args.reader, reader_dir)
+    if reader == "none":
+        raise SystemExit(f"bench --batch-only: {note}")
+    data = load_data(args.shared, args.seeds, squad_articles=plan.squad_articles, scifact_docs=0, corpora=[])
+    index_dir = args.cache / f"index-{data.serve}"
+    base = Settings(reader=reader, reader_dir=reader_dir)
+    log(f"bringing {index_dir} up to date with {data.corpus(data.serve).description}")
+    writer = Engine(base.model_copy(update={"index_dir": index_dir}), Embedder(backend=base.embed_backend).load())
+    writer.reload(create=True)
+    writer.upsert(data.corpus(data.serve).documents)
+    del writer
+    pool = QuestionPool(data.scored, data.extra)
+    result["environment"] = report.plain(environment(f"{plan.mode} --batch-only", {"reader": reader}))
+    result["batch"] = batch_section(index_dir, reader, base, reader_dir, args.cache, pool, plan)
+
+
 # ------------------------------------------------------------------------------------------------ scale run
 
 
@@ -502,11 +571,14 @@ def main(argv: list[str] | None = None) -> int:
             + f"; the whole --scale run took {result['scale']['seconds'] / 60:.1f} min."
         )
         result = report.merge_previous(result, args.out / "bench.json", scale_only=True)
+    elif args.batch_only:
+        batch_run(args, plan, result)
+        result = report.merge_batch(result, args.out / "bench.json")
     else:
         main_run(args, plan, result)
         result = report.merge_previous(result, args.out / "bench.json", scale_only=False)
     result["targets"] = report.targets(result)
-    if not args.scale:
+    if not (args.scale or args.batch_only):
         result["total_seconds"] = round(time.perf_counter() - STARTED, 1)
     for table in report.tables(result):
         out.print(table.rich())

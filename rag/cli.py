@@ -30,6 +30,13 @@ IndexOpt = Annotated[Path | None, typer.Option("--index", help="Index folder [de
 ReaderOpt = Annotated[
     str | None, typer.Option("--reader", help="trained or heuristic [default: RAG_READER or trained]")
 ]
+DocOpt = Annotated[list[str] | None, typer.Option("--doc", help="Only this document id (repeatable: any of them)")]
+SinceOpt = Annotated[str | None, typer.Option("--since", help="Only documents published on or after YYYY-MM-DD")]
+UntilOpt = Annotated[str | None, typer.Option("--until", help="Only documents published on or before YYYY-MM-DD")]
+SourceOpt = Annotated[str | None, typer.Option("--source", help="Only this publisher (any case)")]
+MetaOpt = Annotated[
+    list[str] | None, typer.Option("--meta", help="Only documents whose meta KEY equals VALUE: KEY=VALUE (repeatable)")
+]
 
 
 def _settings(index: Path | None = None, reader: str | None = None, **extra):
@@ -192,6 +199,29 @@ def _ingest_ray(
         raise typer.Exit(EXIT_PROBLEMS)
 
 
+def _filters(doc: list[str] | None, since: str | None, until: str | None, source: str | None, meta: list[str] | None):
+    """The filter flags as a ``Filters`` (None when none is given); a bad value exits with its message."""
+    from rag.dates import filter_date
+    from rag.errors import ValidationError
+    from rag.filters import Filters, parse_meta
+
+    try:
+        start = filter_date(since, "--since") if since is not None else None
+        end = filter_date(until, "--until") if until is not None else None
+        if start and end and start > end:
+            raise ValidationError(f"--since ({start}) is after --until ({end}); nothing could match")
+        filters = Filters(
+            document_ids=tuple(doc or ()),
+            published_from=start,
+            published_to=end,
+            source=source,
+            meta=parse_meta(meta or ()),
+        )
+    except RagError as exc:
+        raise _fail(exc) from None
+    return None if filters.is_empty else filters
+
+
 def _open_engine(index: Path | None, reader: str | None):
     from rag.engine import Engine
     from rag.shards import is_sharded
@@ -225,11 +255,17 @@ def ask(
     reader: ReaderOpt = None,
     top_k: Annotated[int, typer.Option("--top-k", help="Passages shown")] = 3,
     as_json: Annotated[bool, typer.Option("--json", help="Print the API response as JSON")] = False,
+    doc: DocOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    source: SourceOpt = None,
+    meta: MetaOpt = None,
 ) -> None:
     """Answer a question: the span, highlighted in its passage, with its citation. Exit 1 when no answer."""
+    filters = _filters(doc, since, until, source, meta)
     engine = _open_engine(index, reader)
     try:
-        result = engine.ask(question, top_k)
+        result = engine.ask(question, top_k, filters=filters)
     except RagError as exc:
         raise _fail(exc) from None
     if as_json:
@@ -258,11 +294,18 @@ def search(
     query: Annotated[str, typer.Argument(help="The query")],
     index: IndexOpt = None,
     k: Annotated[int, typer.Option("-k", help="Passages")] = 5,
+    doc: DocOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    source: SourceOpt = None,
+    meta: MetaOpt = None,
 ) -> None:
-    """Retrieve passages (hybrid dense + BM25), without reading them."""
+    """Retrieve passages (hybrid dense + BM25), without reading them; the filters search only the documents they
+    keep."""
+    filters = _filters(doc, since, until, source, meta)
     engine = _open_engine(index, "heuristic")
     try:
-        hits, timings, snap = engine.search(query, k)
+        hits, timings, snap = engine.search(query, k, filters)
     except RagError as exc:
         raise _fail(exc) from None
     table = Table("rank", "score", "chunk", "passage")
@@ -419,6 +462,33 @@ def fit_calibration(
         reader_sha256=reader_weights_sha256(reader, folder),
         log=lambda m: err.print(escape(m)),
     )
+
+
+@app.command("export")
+def export_models() -> None:
+    """Export the embedder and the reader to ONNX (and int8) for the configured runtimes, once per machine.
+
+    Serving on ONNX never imports torch; it finds these files in the cache. Without this step the first start
+    makes them (in a child process, about 30 s)."""
+    from rag import onnx
+    from rag.embedding import model_dir
+    from rag.reader.model import DEFAULT_READER_DIR
+
+    settings = _settings()
+    wanted = [("embedder", model_dir(), settings.embed_backend)]
+    if settings.reader == "trained":
+        wanted.append(("reader", settings.reader_dir or DEFAULT_READER_DIR, settings.reader_backend))
+    for kind, folder, backend in wanted:
+        if backend == "torch":
+            err.print(
+                f"{kind}: runs in torch (RAG_{'EMBED' if kind == 'embedder' else 'READER'}_BACKEND), nothing to export"
+            )
+            continue
+        try:
+            path = onnx.ensure(kind, Path(folder), int8=backend == "onnx-int8")
+        except RagError as exc:
+            raise _fail(exc) from None
+        err.print(f"{kind}: {escape(str(path))}")
 
 
 from rag.evaluation.command import eval_command  # noqa: E402

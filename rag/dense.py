@@ -24,6 +24,13 @@ AUTO_FLAT_LIMIT = 200_000
 MIN_TRAIN_PER_LIST = 8
 #: An IVF index is retrained (rebuilt) once the corpus has grown this much since its training.
 RETRAIN_GROWTH = 4
+#: A filter that keeps at most this many chunks is searched exactly, over their vectors, instead of through
+#: FAISS with an id selector (2 cores, 100k vectors: 1,000 kept rows 0.14 ms exact against 0.33 ms with the
+#: selector; 10,000 rows 10 ms against 3 ms). Exact is also right for the approximate kinds, whose probes
+#: and graph walks find too few of a small kept set.
+EXACT_ROWS = 2048
+#: A filtered HNSW search widens its beam to ``ef_search / share`` kept-or-not nodes, at most this many.
+MAX_FILTERED_EF = 2048
 
 
 _search_threads: int | None = None
@@ -108,19 +115,42 @@ class DenseIndex:
     def size(self) -> int:
         return int(self.index.ntotal) if self.index is not None else 0
 
-    def search(self, query: Embeddings, k: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-        """Keys and cosine scores of the ``k`` nearest vectors to one query, best first."""
-        if self.size == 0:
+    def search(
+        self, query: Embeddings, k: int, keys: KeySet | npt.NDArray[np.int64] | None = None
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """Keys and cosine scores of the ``k`` nearest vectors to one query, best first; with ``keys``, only
+        among those (FAISS skips the others while it searches, so the k found are the best k kept)."""
+        if keys is not None and not isinstance(keys, KeySet):
+            keys = KeySet(keys)
+        if self.size == 0 or (keys is not None and not len(keys)):
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        if _search_threads is not None:
-            import faiss
+        import faiss
 
+        if _search_threads is not None:
             # OpenMP's thread count is per calling thread: a server's worker threads would otherwise search
             # with the default team (all cores), measured 7 ms per search against 0.06 ms on one thread.
             faiss.omp_set_num_threads(_search_threads)
-        scores, keys = self.index.search(np.ascontiguousarray(query, dtype=np.float32), min(k, self.size))
-        keep = keys[0] >= 0
-        return keys[0][keep].astype(np.int64), scores[0][keep].astype(np.float32)
+        params = None if keys is None else self._restricted(faiss, keys)
+        found, ids = self.index.search(np.ascontiguousarray(query, dtype=np.float32), min(k, self.size), params=params)
+        keep = ids[0] >= 0
+        return ids[0][keep].astype(np.int64), found[0][keep].astype(np.float32)
+
+    def _restricted(self, faiss: Any, keys: KeySet) -> Any:
+        """Search parameters that admit only ``keys``. The approximate kinds look further in proportion to what
+        the filter drops, so that they meet about as many kept vectors as an unfiltered search meets vectors."""
+        selector = keys.selector()
+        share = min(1.0, len(keys) / max(self.size, 1))
+        if self.kind.startswith("ivf"):
+            nlist, nprobe = int(self.index.nlist), int(self.index.nprobe)
+            params = faiss.SearchParametersIVF(sel=selector, nprobe=min(nlist, math.ceil(nprobe / share)))
+        elif self.kind == "hnsw":
+            ef = int(self.params.get("ef_search", 64))
+            wide = max(ef, min(MAX_FILTERED_EF, math.ceil(ef / share)))
+            params = faiss.SearchParametersHNSW(sel=selector, efSearch=wide)
+        else:
+            params = faiss.SearchParameters(sel=selector)
+        params.keep = selector  # the parameters hold a raw pointer: keep the selector alive as long as they are
+        return params
 
     def save(self, path: Path) -> None:
         import faiss
@@ -138,3 +168,47 @@ class DenseIndex:
             inner: Any = faiss.downcast_index(index.index)
             inner.hnsw.efSearch = params.get("ef_search", 64)
         return cls(kind=kind, dim=dim, params=params, index=index)
+
+
+class KeySet:
+    """Keys a search may return (a filter's chunks), with the FAISS selector over them built on first use and
+    kept: a filter used again (the same snapshot and filter, rag/filters.py) does not rebuild its hash set, which
+    costs ~3 ms per 50,000 keys."""
+
+    __slots__ = ("_parts", "_selector", "keys")
+
+    def __init__(self, keys: npt.NDArray[np.int64]) -> None:
+        self.keys = np.ascontiguousarray(keys, dtype=np.int64)
+        self._selector: Any = None
+        self._parts: dict[tuple[int, int], KeySet] = {}
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def selector(self) -> Any:
+        if self._selector is None:  # two threads may both build it: the same set, one is kept
+            import faiss
+
+            self._selector = faiss.IDSelectorBatch(self.keys)
+        return self._selector
+
+    def within(self, lo: int, hi: int) -> KeySet:
+        """The keys in [lo, hi] (one shard's), kept for the next query too."""
+        part = self._parts.get((lo, hi))
+        if part is None:
+            part = self._parts[(lo, hi)] = KeySet(self.keys[(self.keys >= lo) & (self.keys <= hi)])
+        return part
+
+
+def exact_search(
+    query: Embeddings, vectors: Embeddings, keys: npt.NDArray[np.int64], k: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """Keys and scores of the ``k`` best of ``vectors`` (row i has key ``keys[i]``) by inner product, best
+    first, ties by key: a brute-force search, for a small filtered set."""
+    if not len(vectors):
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    scores = (vectors @ np.asarray(query, dtype=np.float32).reshape(-1)).astype(np.float32)
+    k = min(k, len(scores))
+    top = np.argpartition(-scores, k - 1)[:k]
+    top = top[np.lexsort((keys[top], -scores[top]))]
+    return keys[top].astype(np.int64), scores[top]

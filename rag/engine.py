@@ -15,6 +15,7 @@ from pathlib import Path
 from rag import dense
 from rag.embedding import Embedder, model_checksum
 from rag.errors import IndexNotFound, RagError
+from rag.filters import Filters
 from rag.pipeline import QAPipeline
 from rag.settings import Settings
 from rag.shards import ShardedIndex, is_sharded
@@ -116,12 +117,26 @@ class Engine:
 
     # ------------------------------------------------------------------------------------------- reads
 
-    def ask(self, question: str, top_k: int = 5, max_answers: int | None = None) -> AskResult:
-        return self.pipeline.ask(self.snapshot, question, top_k, max_answers)
+    def ask(
+        self, question: str, top_k: int = 5, max_answers: int | None = None, filters: Filters | None = None
+    ) -> AskResult:
+        return self.pipeline.ask(self.snapshot, question, top_k, max_answers, filters=filters)
 
-    def search(self, query: str, k: int = 10) -> tuple[list[Hit], dict[str, float], CorpusIndex]:
+    def ask_batch(
+        self,
+        questions: Sequence[str],
+        top_k: int = 5,
+        max_answers: int | None = None,
+        filters: Filters | None = None,
+    ) -> list[AskResult]:
+        """Many questions against one snapshot, read together (see QAPipeline.ask_batch)."""
+        return self.pipeline.ask_batch(self.snapshot, questions, top_k, max_answers, filters=filters)
+
+    def search(
+        self, query: str, k: int = 10, filters: Filters | None = None
+    ) -> tuple[list[Hit], dict[str, float], CorpusIndex]:
         snap = self.snapshot
-        hits, timings = self.pipeline.search(snap, query, k)
+        hits, timings = self.pipeline.search(snap, query, k, filters)
         return hits, timings, snap
 
     # ------------------------------------------------------------------------------------------- writes

@@ -55,17 +55,14 @@ class BM25Index:
             self._bm25.index([self.tokenize(t) for t in texts], show_progress=False)
         return self
 
-    def search(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Rows and scores of the best ``k`` texts with a positive score, best first."""
+    def search(self, query: str, k: int, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Rows and scores of the best ``k`` texts with a positive score, best first; with ``rows``, the best
+        ``k`` of those rows (scored as part of the whole corpus: the IDF is the corpus's)."""
         tokens = self.tokenize(query)
-        if self._bm25 is None or self.size == 0 or not tokens:
+        if self._bm25 is None or self.size == 0 or not tokens or (rows is not None and not len(rows)):
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         scores = self._bm25.get_scores(tokens)
-        k = min(k, self.size)
-        top = np.argpartition(-scores, k - 1)[:k]
-        top = top[np.argsort(-scores[top], kind="stable")]
-        top = top[scores[top] > 0]
-        return top.astype(np.int64), scores[top].astype(np.float32)
+        return top_rows(scores, k, rows)
 
     def postings(self, term: str) -> tuple[np.ndarray, np.ndarray]:
         """Rows holding one already tokenised ``term`` and its BM25 contribution to each (IDF included); the
@@ -88,6 +85,19 @@ class BM25Index:
         self.size = size
         self._bm25 = bm25s.BM25.load(str(folder), load_corpus=False) if size else None
         return self
+
+
+def top_rows(scores: np.ndarray, k: int, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The best ``k`` positive ``scores`` (only those at ``rows`` when given) as (rows, scores), best first."""
+    candidates = scores if rows is None else scores[rows]
+    k = min(k, len(candidates))
+    if k == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    top = np.argpartition(-candidates, k - 1)[:k]
+    top = top[np.argsort(-candidates[top], kind="stable")]
+    top = top[candidates[top] > 0]
+    found = top if rows is None else rows[top]
+    return found.astype(np.int64), candidates[top].astype(np.float32)
 
 
 def _bm25s():

@@ -1,9 +1,13 @@
-"""Read documents from files and folders: text/Markdown, HTML, JSON/JSONL records and SQuAD JSON.
+"""Read documents from files and folders: text/Markdown, HTML, PDF, Word (.docx), JSON/JSONL records and SQuAD JSON.
 
-Every document keeps its exact original text (for HTML: the text extracted from the page). Files that cannot
-be read are reported with a reason and skipped; the rest are still loaded. A text or HTML file's id is its path
-below the folder given, without the suffix (``tutorial/middleware``), so files of one name in different folders
-never share an id.
+Every document keeps its exact original text (for HTML, PDF and Word: the text extracted from the file). Files
+that cannot be read are reported with a reason and skipped; the rest are still loaded. A text, HTML, PDF or Word
+file's id is its path below the folder given, without the suffix (``tutorial/middleware``), so files of one name
+in different folders never share an id.
+
+``published`` is kept as an ISO date (``YYYY-MM-DD``, see ``rag.dates``), the date as printed in
+``meta["published_text"]`` when it differed; the publisher, where a file names one, is ``meta["source"]``
+(``Document.source`` is the file a document was read from).
 """
 
 from __future__ import annotations
@@ -11,11 +15,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path, PurePath
+from pathlib import Path, PurePath, PurePosixPath
 from typing import Any
 
+from rag.converters import Converted, docx_to_text, pdf_to_text
+from rag.dates import iso_date
 from rag.errors import LoadError, ValidationError
 from rag.squad import article_text, is_squad
 from rag.types import Document
@@ -24,7 +30,11 @@ TEXT_SUFFIXES = frozenset({".txt", ".text", ".md", ".markdown"})
 HTML_SUFFIXES = frozenset({".html", ".htm", ".xhtml"})
 JSON_SUFFIXES = frozenset({".json"})
 JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson"})
-SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | JSON_SUFFIXES | JSONL_SUFFIXES
+PDF_SUFFIXES = frozenset({".pdf"})
+DOCX_SUFFIXES = frozenset({".docx"})
+#: Files whose document takes its id from the file's path (records in JSON and JSONL bring their own).
+FILE_ID_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES | DOCX_SUFFIXES
+SUPPORTED_SUFFIXES = FILE_ID_SUFFIXES | JSON_SUFFIXES | JSONL_SUFFIXES
 
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
 MAX_ID_LENGTH = 200
@@ -78,8 +88,21 @@ class LoadResult:
 # ---------------------------------------------------------------------------------------------- records
 
 
+def dated(published: str | None, meta: dict[str, Any]) -> str | None:
+    """``published`` as an ISO date (None when it names none); the text as printed goes to
+    ``meta["published_text"]`` when it was not already that ISO date."""
+    if not published or not published.strip():
+        return None
+    day = iso_date(published)
+    if day != published:
+        meta["published_text"] = published
+    return day
+
+
 def document_from_record(record: Mapping[str, Any], *, where: str, source: str | None = None) -> Document:
-    """A JSON record (``id``?, ``title``, ``text``, ``url``?, ``published``?, ``meta``?) as a Document."""
+    """A JSON record (``id``?, ``title``, ``text``, ``url``?, ``published``?, ``source``?, ``meta``?) as a
+    Document. The record's ``source`` names its publisher (kept as ``meta["source"]``); the ``source``
+    argument is the file the record was read from."""
     if not isinstance(record, Mapping):
         raise LoadError(f"{where}: expected an object, got {type(record).__name__}")
     text = record.get("text")
@@ -90,7 +113,7 @@ def document_from_record(record: Mapping[str, Any], *, where: str, source: str |
     title = record.get("title") or ""
     if not isinstance(title, str):
         raise LoadError(f"{where}: field 'title' must be a string")
-    for name in ("url", "published"):
+    for name in ("url", "published", "source"):
         if record.get(name) is not None and not isinstance(record.get(name), str):
             raise LoadError(f"{where}: field {name!r} must be a string")
     meta = record.get("meta") or {}
@@ -101,7 +124,8 @@ def document_from_record(record: Mapping[str, Any], *, where: str, source: str |
         raise LoadError(f"{where}: field 'meta' nests more than {MAX_META_DEPTH} levels deep")
     raw_id = record.get("id", record.get("_id"))
     try:  # JSON can escape a lone surrogate ("\ud800"): not text, and the checksum cannot encode it
-        json.dumps([raw_id, title, text, record.get("url"), record.get("published"), meta], ensure_ascii=False).encode()
+        fields = [raw_id, title, text, record.get("url"), record.get("published"), record.get("source"), meta]
+        json.dumps(fields, ensure_ascii=False).encode()
     except UnicodeEncodeError as exc:
         raise LoadError(f"{where}: {exc.object[exc.start : exc.end]!r} is a lone surrogate, not text") from None
     doc_id = str(raw_id) if raw_id not in (None, "") else content_id(title, text)
@@ -109,13 +133,16 @@ def document_from_record(record: Mapping[str, Any], *, where: str, source: str |
         check_document_id(doc_id)
     except ValidationError as exc:
         raise LoadError(f"{where}: {exc}") from exc
+    meta = dict(meta)
+    if publisher := (record.get("source") or "").strip():
+        meta["source"] = publisher
     return Document(
         id=doc_id,
         title=title or doc_id,
         text=text,
         url=record.get("url"),
-        published=record.get("published"),
-        meta=dict(meta),
+        published=dated(record.get("published"), meta),
+        meta=meta,
         source=source,
     )
 
@@ -157,7 +184,8 @@ def squad_documents(payload: Mapping[str, Any], source: str | None = None) -> li
 # ---------------------------------------------------------------------------------------------- text files
 
 _DATE_LINE = re.compile(
-    r"^(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)[a-z]*,?\s+)?"
+    r"^(?:(?:published|updated|posted)(?:\s+on)?:?\s+)?"
+    r"(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)[a-z]*,?\s+)?"
     r"(?:(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.?\s+\d{1,2},?\s+\d{4}"
     r"|\d{1,2}\s+(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.?,?\s+\d{4}"
     r"|\d{4}-\d{2}-\d{2}(?:[T ][\d:.]+Z?)?)"
@@ -191,9 +219,17 @@ def parse_text_document(text: str, *, doc_id: str, source: str | None, markdown:
     if markdown:
         cleaned = (markdown_title(line) for line in non_empty[:_HEADER_LINES])
         title = front.get("title") or next((t for t in cleaned if t), "") or title
+    published, meta = header_metadata(non_empty)
+    published = front.get("date") or front.get("published") or published
+    return Document(id=doc_id, title=title, text=text, published=dated(published, meta), meta=meta, source=source)
+
+
+def header_metadata(lines: list[str]) -> tuple[str | None, dict[str, Any]]:
+    """The date line as printed, and the by-line and source (publisher) lines, among the first non-empty
+    lines below the title (``lines[0]``)."""
     meta: dict[str, Any] = {}
     published = None
-    for line in non_empty[1:_HEADER_LINES]:
+    for line in lines[1:_HEADER_LINES]:
         if len(line) > 80:
             continue
         if published is None and _DATE_LINE.match(line):
@@ -204,7 +240,7 @@ def parse_text_document(text: str, *, doc_id: str, source: str | None, markdown:
             meta["byline"] = line
         elif "source" not in meta and "byline" in meta and line != meta["byline"] and _SOURCE_LINE.match(line):
             meta["source"] = line
-    return Document(id=doc_id, title=title, text=text, published=published, meta=meta, source=source)
+    return published, meta
 
 
 _FRONT_MATTER = re.compile(r"\A\ufeff?---[ \t]*\r?\n(.*?)\r?\n(?:---|\.\.\.)[ \t]*(?:\r?\n|\Z)", re.DOTALL)
@@ -253,11 +289,33 @@ def _front_matter(block: str) -> dict[str, str]:
     return out
 
 
+_HTML_DATES = (  # (attribute, value) of <meta> tags that give the publication date, best first
+    ("property", "article:published_time"),
+    ("name", "article:published_time"),
+    ("itemprop", "datePublished"),
+    ("name", "date"),
+    ("name", "pubdate"),
+    ("property", "date"),
+    ("property", "pubdate"),
+)
+_HTML_PUBLISHERS = (("property", "og:site_name"), ("name", "publisher"), ("property", "article:publisher"))
+
+
 def html_to_document(html: str, *, doc_id: str, source: str | None) -> Document:
-    """Main text of a page: <article> or <main> when present, without scripts, navigation and footers."""
+    """Main text of a page: <article> or <main> when present, without scripts, navigation and footers.
+
+    The publication date comes from <meta> tags, else from the first <time datetime> (in the article when it
+    has one); the publisher from ``og:site_name`` or ``<meta name="publisher">``."""
     from bs4 import BeautifulSoup
 
     soup = BeautifulSoup(html, "html.parser")
+    meta: dict[str, Any] = {"format": "html"}
+    if publisher := _meta_content(soup, _HTML_PUBLISHERS):
+        meta["source"] = publisher
+    published = _meta_content(soup, _HTML_DATES)
+    if published is None:  # read before the page's header (where <time> often sits) is removed below
+        times = [*(soup.find("article") or soup).find_all("time"), *soup.find_all("time")]
+        published = next((str(t["datetime"]).strip() for t in times if str(t.get("datetime") or "").strip()), None)
     for junk in soup(["script", "style", "noscript", "template", "nav", "header", "footer", "aside", "form", "svg"]):
         junk.decompose()
     title_tag = soup.find("h1") or soup.find("title")
@@ -279,31 +337,42 @@ def html_to_document(html: str, *, doc_id: str, source: str | None) -> Document:
     text = "\n\n".join(blocks)
     if not text.strip():
         raise LoadError("no text in the HTML page")
-    meta: dict[str, Any] = {"format": "html"}
-    published = None
-    for name in ("article:published_time", "date", "pubdate"):
-        tag: Any = soup.find("meta", attrs={"property": name}) or soup.find("meta", attrs={"name": name})
-        if tag and tag.get("content"):
-            published = str(tag["content"])
-            break
+    published = dated(published, meta)
     return Document(id=doc_id, title=title or doc_id, text=text, published=published, meta=meta, source=source)
+
+
+def _meta_content(soup: Any, keys: Iterable[tuple[str, str]]) -> str | None:
+    for attr, value in keys:
+        tag = soup.find("meta", attrs={attr: value})
+        if tag is not None and (content := " ".join(str(tag.get("content") or "").split())):
+            return content
+    return None
 
 
 # ---------------------------------------------------------------------------------------------- files
 
 
-def read_text_file(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> str:
-    """UTF-8 text of a file, or a LoadError that says why not (too large, binary, bad encoding, empty)."""
+def unsupported_type(suffix: str) -> str:
+    """The reason a file of this type is refused, with the types that are supported."""
+    return f"unsupported file type {suffix or '(none)'}; supported: {', '.join(sorted(SUPPORTED_SUFFIXES))}"
+
+
+def read_file(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+    """A file's bytes, or a LoadError that says why not (too large, unreadable)."""
     try:
         size = path.stat().st_size
     except OSError as exc:
         raise LoadError(f"cannot read: {exc.strerror or exc}") from exc
-    if size > max_bytes:
-        raise LoadError(f"too large ({size:,} bytes; the limit is {max_bytes:,})")
+    _check_size(size, max_bytes)
     try:
-        raw = path.read_bytes()
+        return path.read_bytes()
     except OSError as exc:
         raise LoadError(f"cannot read: {exc.strerror or exc}") from exc
+
+
+def decode_text(raw: bytes) -> str:
+    """The UTF-8 text of a text, HTML or JSON file, or a LoadError that says why not (binary, bad encoding,
+    empty). PDF and Word files never pass here: ``rag.converters`` reads their bytes."""
     if b"\x00" in raw[:8192]:
         raise LoadError("binary file (NUL bytes)")
     try:
@@ -315,37 +384,106 @@ def read_text_file(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> str:
     return text
 
 
+def _check_size(size: int, max_bytes: int) -> None:
+    if size > max_bytes:
+        raise LoadError(f"too large ({size:,} bytes; the limit is {max_bytes:,})")
+
+
 def load_file(path: Path, max_bytes: int = DEFAULT_MAX_BYTES, doc_id: str | None = None) -> LoadResult:
-    """The documents in one file; a text or HTML file's document takes ``doc_id`` (default: the file's stem)."""
-    result = LoadResult()
-    suffix = path.suffix.lower()
+    """The documents in one file; a text, HTML, PDF or Word file's document takes ``doc_id`` (default: the
+    file's stem)."""
     name = str(path)
-    doc_id = doc_id or slug_id(path.stem)
+    try:
+        if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+            raise LoadError(unsupported_type(path.suffix.lower()))
+        data = read_file(path, max_bytes)
+    except LoadError as exc:
+        return LoadResult(skipped=[(name, str(exc))])
+    return load_data(data, name, doc_id=doc_id or slug_id(path.stem), max_bytes=max_bytes)
+
+
+def load_data(data: bytes, name: str, *, doc_id: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> LoadResult:
+    """The documents in one file's bytes, read as the type its ``name``'s suffix says; ``name`` is their
+    source. A text, HTML, PDF or Word file's document takes ``doc_id`` (default: the name's stem)."""
+    result = LoadResult()
+    suffix = PurePath(name).suffix.lower()
+    doc_id = doc_id or slug_id(PurePath(name).stem)
     try:
         if suffix not in SUPPORTED_SUFFIXES:
-            supported = ", ".join(sorted(SUPPORTED_SUFFIXES))
-            raise LoadError(f"unsupported file type {suffix or '(none)'}; supported: {supported}")
-        text = read_text_file(path, max_bytes)
-        if suffix in TEXT_SUFFIXES:
-            result.documents.append(parse_text_document(text, doc_id=doc_id, source=name, markdown=suffix != ".txt"))
-        elif suffix in HTML_SUFFIXES:
-            result.documents.append(html_to_document(text, doc_id=doc_id, source=name))
-        elif suffix in JSON_SUFFIXES:
-            _load_json(text, path, result)
+            raise LoadError(unsupported_type(suffix))
+        _check_size(len(data), max_bytes)
+        if suffix in PDF_SUFFIXES:
+            result.documents.append(converted_document(pdf_to_text(data), doc_id=doc_id, source=name, kind="pdf"))
+        elif suffix in DOCX_SUFFIXES:
+            converted = docx_to_text(data, max_bytes)
+            result.documents.append(converted_document(converted, doc_id=doc_id, source=name, kind="docx"))
         else:
-            _load_jsonl(text, path, result)
+            text = decode_text(data)
+            if suffix in TEXT_SUFFIXES:
+                doc = parse_text_document(text, doc_id=doc_id, source=name, markdown=suffix != ".txt")
+                result.documents.append(doc)
+            elif suffix in HTML_SUFFIXES:
+                result.documents.append(html_to_document(text, doc_id=doc_id, source=name))
+            elif suffix in JSON_SUFFIXES:
+                _load_json(text, name, result)
+            else:
+                _load_jsonl(text, name, result)
     except LoadError as exc:
         result.skipped.append((name, str(exc)))
     return result
 
 
-def _load_json(text: str, path: Path, result: LoadResult) -> None:
+def converted_document(converted: Converted, *, doc_id: str, source: str | None, kind: str) -> Document:
+    """A PDF's or Word file's document. Title: the file's own, else its first line. Date, by-line and
+    publisher: from the lines below the title as in the seed layout, else the file's creation date and author.
+    A PDF's ``meta["page_starts"]`` gives each page's offset in the text (see ``Document.page_at``)."""
+    lines = [line.strip() for line in converted.text.splitlines() if line.strip()]
+    published, header = header_metadata(lines)
+    meta: dict[str, Any] = {"format": kind, **header}
+    if converted.author and "byline" not in meta:
+        meta["byline"] = converted.author
+    if converted.page_starts is not None:
+        meta["page_starts"] = list(converted.page_starts)
+    return Document(
+        id=doc_id,
+        title=converted.title or lines[0],
+        text=converted.text,
+        published=dated(published, meta) or converted.created,
+        meta=meta,
+        source=source,
+    )
+
+
+def load_uploads(files: Sequence[tuple[str, bytes]], max_bytes: int = DEFAULT_MAX_BYTES) -> LoadResult:
+    """Uploaded files as (file name, content), in order. Ids as for files named directly on ``rag ingest``:
+    the name's stem (``report.pdf`` -> ``report``), the whole name where two stems collide (``a.md``,
+    ``a.pdf``); a folder part in a name is dropped. A name given twice is loaded once."""
+    names = [PurePosixPath(name.replace("\\", "/")).name or "upload" for name, _ in files]
+    stems: dict[str, int] = {}
+    for name in dict.fromkeys(names):
+        if PurePath(name).suffix.lower() in FILE_ID_SUFFIXES:
+            stems[path_id(PurePath(name))] = stems.get(path_id(PurePath(name)), 0) + 1
+    result = LoadResult()
+    seen: set[str] = set()
+    for name, (_, data) in zip(names, files, strict=True):
+        if name in seen:
+            result.skipped.append((name, "the same file name was uploaded twice; the first one is kept"))
+            continue
+        seen.add(name)
+        doc_id = path_id(PurePath(name), suffix=stems.get(path_id(PurePath(name)), 0) > 1)
+        part = load_data(data, name, doc_id=doc_id, max_bytes=max_bytes)
+        result.documents.extend(part.documents)
+        result.skipped.extend(part.skipped)
+    return result
+
+
+def _load_json(text: str, name: str, result: LoadResult) -> None:
     try:
         payload = json.loads(text)
     except json.JSONDecodeError as exc:
         raise LoadError(f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from exc
     if is_squad(payload):
-        result.documents.extend(squad_documents(payload, source=str(path)))
+        result.documents.extend(squad_documents(payload, source=name))
         return
     if isinstance(payload, Mapping) and isinstance(payload.get("documents"), list):
         records = payload["documents"]
@@ -356,22 +494,22 @@ def _load_json(text: str, path: Path, result: LoadResult) -> None:
     else:
         raise LoadError("JSON is neither SQuAD, a list of records, {'documents': [...]}, nor one record")
     for i, record in enumerate(records):
-        where = f"{path} record {i + 1}"
+        where = f"{name} record {i + 1}"
         try:
-            result.documents.append(document_from_record(record, where=where, source=str(path)))
+            result.documents.append(document_from_record(record, where=where, source=name))
         except LoadError as exc:
             result.skipped.append((where, str(exc).removeprefix(f"{where}: ")))
 
 
-def _load_jsonl(text: str, path: Path, result: LoadResult) -> None:
+def _load_jsonl(text: str, name: str, result: LoadResult) -> None:
     # split("\n"), not splitlines(): that also splits on U+0085, U+2028 and U+2029, which JSON may leave raw
     for lineno, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
-        where = f"{path} line {lineno}"
+        where = f"{name} line {lineno}"
         try:
             record = json.loads(line)
-            result.documents.append(document_from_record(record, where=where, source=str(path)))
+            result.documents.append(document_from_record(record, where=where, source=name))
         except json.JSONDecodeError as exc:
             result.skipped.append((where, f"invalid JSON: {exc.msg}"))
         except LoadError as exc:
@@ -442,8 +580,7 @@ def plan_files(paths: Iterable[str | Path]) -> tuple[list[tuple[Path, str]], lis
 
 
 def _takes_file_id(path: Path) -> bool:
-    suffix = path.suffix.lower()
-    return suffix in TEXT_SUFFIXES or suffix in HTML_SUFFIXES
+    return path.suffix.lower() in FILE_ID_SUFFIXES
 
 
 def load_paths(paths: Iterable[str | Path], max_bytes: int = DEFAULT_MAX_BYTES) -> LoadResult:

@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,11 +18,16 @@ from rag.answer_text import trim_span
 from rag.embedding import Embedder
 from rag.errors import ModelError, ValidationError
 from rag.evaluation.metrics import normalize_answer
+from rag.filters import Filters
 from rag.lexical import BM25Index, LexicalSettings
 from rag.reader.calibration import Calibrator, Candidate, candidate_features
 from rag.retrieval import RetrievalSettings, retrieve
+from rag.sentences import sentence_around
 from rag.store import CorpusIndex
-from rag.types import Answer, AskResult, Hit
+from rag.types import Answer, AskResult, Embeddings, Hit
+
+if TYPE_CHECKING:
+    from rag.reader.model import PassageReading
 
 READERS = ("trained", "heuristic")
 MAX_TOP_K = 50
@@ -35,6 +40,9 @@ class AskSettings:
     spans_per_passage: int = 3
     context_chars: int = 0  # 0: the whole passage is the context
     no_answer_threshold: float | None = None  # None: the calibrated threshold
+    # ask_batch gives exactly ask's answers: with int8 models (whose results depend on what else a forward pass
+    # holds) each question then gets its own passes; False lets questions share passes, faster but not exact.
+    exact_batches: bool = True
 
 
 class QAPipeline:
@@ -104,22 +112,38 @@ class QAPipeline:
 
     # -------------------------------------------------------------------------------------------- search
 
-    def search(self, index: CorpusIndex, query: str, k: int) -> tuple[list[Hit], dict[str, float]]:
+    def search(
+        self,
+        index: CorpusIndex,
+        query: str,
+        k: int,
+        filters: Filters | None = None,
+        *,
+        vector: Embeddings | None = None,
+    ) -> tuple[list[Hit], dict[str, float]]:
+        """The ``k`` best passages for ``query``; ``vector``: its embedding, when it is already known."""
         check_top_k(k, "k", limit=200)
         t0 = time.perf_counter()
-        vector = self.embedder.encode_query(query)
+        vector = self.embedder.encode_query(query) if vector is None else vector
         t1 = time.perf_counter()
-        hits = retrieve(index, query, vector, k, self.retrieval)
+        hits = retrieve(index, query, vector, k, self.retrieval, filters=filters)
         t2 = time.perf_counter()
         return hits, {"embed": ms(t1 - t0), "retrieve": ms(t2 - t1), "total": ms(t2 - t0)}
 
     # -------------------------------------------------------------------------------------------- ask
 
-    def ask(self, index: CorpusIndex, question: str, top_k: int = 5, max_answers: int | None = None) -> AskResult:
+    def ask(
+        self,
+        index: CorpusIndex,
+        question: str,
+        top_k: int = 5,
+        max_answers: int | None = None,
+        filters: Filters | None = None,
+    ) -> AskResult:
         check_top_k(top_k, "top_k", limit=MAX_TOP_K)
         max_answers = max_answers or self.settings.max_answers
         t0 = time.perf_counter()
-        hits, timings = self.search(index, question, max(top_k, self.settings.read_k))
+        hits, timings = self.search(index, question, max(top_k, self.settings.read_k), filters)
         t1 = time.perf_counter()
         read_hits = hits[: self.settings.read_k]
         passages = [h.chunk.text for h in read_hits]
@@ -128,6 +152,64 @@ class QAPipeline:
         answers = self.decide(question, candidates, read_hits, passages, index, max_answers)
         t3 = time.perf_counter()
         timings.update({"read": ms(t2 - t1), "decide": ms(t3 - t2), "total": ms(t3 - t0)})
+        return self.result(index, question, answers, hits, top_k, timings)
+
+    def ask_batch(
+        self,
+        index: CorpusIndex,
+        questions: Sequence[str],
+        top_k: int = 5,
+        max_answers: int | None = None,
+        filters: Filters | None = None,
+    ) -> list[AskResult]:
+        """``ask`` for many questions at once, with the same answers: the questions are embedded together,
+        retrieved one by one, read together (the trained reader's forward passes batched across questions) and
+        decided one by one. With int8 models, whose results depend on what else a pass holds, each question keeps
+        its own passes (embedding and reading) unless ``settings.exact_batches`` is off. Each result's ``embed``
+        and ``read`` timings are its share of the batch's (the batch's time over the number of questions), so that
+        the results' totals add up to the batch's time."""
+        check_top_k(top_k, "top_k", limit=MAX_TOP_K)
+        max_answers = max_answers or self.settings.max_answers
+        if not questions:
+            return []
+        n = len(questions)
+        t0 = time.perf_counter()
+        vectors = self.embedder.encode_queries(questions, exact=self.settings.exact_batches)
+        embed = ms((time.perf_counter() - t0) / n)
+        retrieved: list[list[Hit]] = []
+        timings: list[dict[str, float]] = []
+        for i, question in enumerate(questions):
+            hits, searched = self.search(
+                index, question, max(top_k, self.settings.read_k), filters, vector=vectors[i : i + 1]
+            )
+            retrieved.append(hits)
+            timings.append({"embed": embed, "retrieve": searched["retrieve"]})
+        t1 = time.perf_counter()
+        passages = [[h.chunk.text for h in hits[: self.settings.read_k]] for hits in retrieved]
+        candidates = self.read_many(list(zip(questions, passages, strict=True)))
+        read = ms((time.perf_counter() - t1) / n)
+        results = []
+        for i, question in enumerate(questions):
+            t2 = time.perf_counter()
+            hits = retrieved[i]
+            answers = self.decide(
+                question, candidates[i], hits[: self.settings.read_k], passages[i], index, max_answers
+            )
+            timings[i].update({"read": read, "decide": ms(time.perf_counter() - t2)})
+            timings[i]["total"] = round(sum(timings[i].values()), 2)
+            results.append(self.result(index, question, answers, hits, top_k, timings[i]))
+        return results
+
+    def result(
+        self,
+        index: CorpusIndex,
+        question: str,
+        answers: Sequence[Answer],
+        hits: Sequence[Hit],
+        top_k: int,
+        timings: dict[str, float],
+    ) -> AskResult:
+        """One question's result: its answers, and its ``top_k`` passages with their titles."""
         return AskResult(
             question=question,
             no_answer=not answers,
@@ -135,20 +217,26 @@ class QAPipeline:
             hits=tuple(hits[:top_k]),
             timings_ms=timings,
             titles={h.chunk.doc_id: index.documents[h.chunk.doc_id].title for h in hits[:top_k]},
+            pages=hit_pages(index, hits[:top_k]),
         )
 
     def read(self, question: str, passages: Sequence[str]) -> list[Candidate]:
         if not passages:
             return []
         if self.reader_kind == "trained":
-            readings = self.reader.read(question, passages, top_n=self.settings.spans_per_passage)
-            return [
-                Candidate(i, c.start, c.end, c.score, r.null_score, c.score - r.log_norm, r.null_logprob)
-                for i, r in enumerate(readings)
-                for c in r.candidates
-            ]
+            return trained_candidates(self.reader.read(question, passages, top_n=self.settings.spans_per_passage))
         spans = self.reader.read(question, passages, top_n=self.settings.spans_per_passage)
         return [Candidate(s.passage_index, s.start, s.end, s.score, 0.0) for s in spans]
+
+    def read_many(self, items: Sequence[tuple[str, Sequence[str]]]) -> list[list[Candidate]]:
+        """``read`` for many (question, passages) pairs: the trained reader reads them together, the heuristic
+        reader (no model passes to batch) one by one."""
+        if self.reader_kind != "trained":
+            return [self.read(question, passages) for question, passages in items]
+        readings = self.reader.read_many(
+            items, top_n=self.settings.spans_per_passage, exact=self.settings.exact_batches
+        )
+        return [trained_candidates(r) for r in readings]
 
     def decide(
         self,
@@ -217,6 +305,7 @@ class QAPipeline:
             c_start = max(0, start - self.settings.context_chars)
             c_end = min(len(doc.text), end + self.settings.context_chars)
         context = doc.text[c_start:c_end]
+        s_start, s_end = sentence_around(doc.text, start, end)
         return Answer(
             text=doc.text[start:end],
             score=round(score, 4),
@@ -228,7 +317,29 @@ class QAPipeline:
             context_start=start - c_start,
             context_end=end - c_start,
             chunk_id=chunk_id,
+            sentence=doc.text[s_start:s_end],
+            sentence_start=s_start,
+            sentence_end=s_end,
+            page=doc.page_at(start),
         )
+
+
+def trained_candidates(readings: Sequence[PassageReading]) -> list[Candidate]:
+    """The trained reader's spans as candidates, with its per-question normalisation (see PassageReading)."""
+    return [
+        Candidate(i, c.start, c.end, c.score, r.null_score, c.score - r.log_norm, r.null_logprob)
+        for i, r in enumerate(readings)
+        for c in r.candidates
+    ]
+
+
+def hit_pages(index: CorpusIndex, hits: Sequence[Hit]) -> dict[str, int]:
+    """Chunk id -> the page its passage starts on, for the hits in documents with pages (PDFs)."""
+    pages = {}
+    for h in hits:
+        if (page := index.documents[h.chunk.doc_id].page_at(h.chunk.start)) is not None:
+            pages[h.chunk.chunk_id] = page
+    return pages
 
 
 def check_top_k(value: int, name: str, limit: int) -> None:
@@ -255,7 +366,7 @@ def reader_weights_sha256(reader_kind: str, folder: Path) -> str | None:
     """The checksum a calibration is tied to: the trained reader's weights (None for the heuristic reader)."""
     if reader_kind != "trained":
         return None
-    from rag.reader.train import sha256_file
+    from rag.checksums import sha256_file
 
     return sha256_file(folder / "model.safetensors")
 

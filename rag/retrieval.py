@@ -6,15 +6,25 @@ needs no score calibration between retrievers; the weights and k are configurabl
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import numpy.typing as npt
 
+from rag.dense import EXACT_ROWS, exact_search
 from rag.errors import ValidationError
+from rag.filters import Filters, Selection, select
 from rag.store import CorpusIndex
 from rag.types import Embeddings, Hit
 
 FUSIONS = ("rrf", "dense", "lexical")
+#: A filter that keeps at least this share of the chunks is searched unfiltered, ``OVERFETCH`` times deeper than
+#: the share asks for, and cut to the kept chunks: an id selector's membership test on every vector costs more
+#: than the vectors it skips at such shares (100k vectors: 50% kept, 15.6 ms with the selector against 8.0 ms
+#: unfiltered). Too few kept in that deeper list falls through to the selector.
+OVERFETCH_SHARE = 0.25
+OVERFETCH = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,19 +50,32 @@ class RetrievalSettings:
 
 
 def retrieve(
-    index: CorpusIndex, query: str, query_vector: Embeddings, k: int, settings: RetrievalSettings = RetrievalSettings()
+    index: CorpusIndex,
+    query: str,
+    query_vector: Embeddings,
+    k: int,
+    settings: RetrievalSettings = RetrievalSettings(),
+    filters: Filters | None = None,
 ) -> list[Hit]:
-    """The ``k`` best chunks for a query whose embedding is ``query_vector`` (shape (1, dim))."""
+    """The ``k`` best chunks for a query whose embedding is ``query_vector`` (shape (1, dim)); with
+    ``filters``, the ``k`` best among the kept documents' chunks (each retriever searches only those)."""
     if not index.chunks:
         return []
+    selection = None
+    if filters is not None and not filters.is_empty:
+        selection = select(index, filters)
+        if not len(selection.rows):
+            return []
+        if selection.everything:
+            selection = None  # the unfiltered search, at its speed
     depth = max(k, settings.depth)
     dense: dict[int, tuple[int, float]] = {}
     lexical: dict[int, tuple[int, float]] = {}
     if settings.fusion in ("rrf", "dense") and index.dense is not None:
-        keys, scores = index.dense.search(query_vector, depth)
+        keys, scores = _dense_search(index, query_vector, depth, selection)
         dense = {int(key): (rank, float(score)) for rank, (key, score) in enumerate(zip(keys, scores, strict=True), 1)}
     if settings.fusion in ("rrf", "lexical") and index.lexical is not None:
-        rows, scores = index.lexical.search(query, depth)
+        rows, scores = index.lexical.search(query, depth, rows=None if selection is None else selection.rows)
         lexical = {
             index.chunks[int(row)].key: (rank, float(score))
             for rank, (row, score) in enumerate(zip(rows, scores, strict=True), 1)
@@ -81,3 +104,29 @@ def retrieve(
             )
         )
     return hits
+
+
+def _dense_search(
+    index: CorpusIndex, vector: Embeddings, depth: int, selection: Selection | None
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """The best ``depth`` of the selection's chunks by the dense index: a small selection exactly, over its vectors
+    (where the snapshot keeps them: a sharded index does not); a large one from a deeper unfiltered search when
+    enough of that is kept (the best kept of an exact ranking are the best kept); else FAISS restricted to the
+    selection's keys. An approximate index that finds too few kept vectors is completed the exact way."""
+    assert index.dense is not None
+    if selection is None:
+        return index.dense.search(vector, depth)
+    kept = len(selection.rows)
+    wanted = min(depth, kept)
+    have_vectors = len(index.vectors) == len(index.chunks)
+    if have_vectors and kept <= EXACT_ROWS:
+        return exact_search(vector, index.vectors[selection.rows], selection.keys.keys, depth)
+    if selection.share >= OVERFETCH_SHARE:
+        keys, scores = index.dense.search(vector, math.ceil(OVERFETCH * depth / selection.share))
+        inside = selection.holds(keys)
+        if inside.sum() >= wanted:
+            return keys[inside][:depth], scores[inside][:depth]
+    keys, scores = index.dense.search(vector, depth, keys=selection.keys)
+    if have_vectors and len(keys) < wanted:
+        return exact_search(vector, index.vectors[selection.rows], selection.keys.keys, depth)
+    return keys, scores

@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     no_answer_threshold: float | None = Field(
         None, ge=0, le=1, description="Answer only above this score (default: the calibrated threshold)"
     )
+    batch_exact: bool = Field(
+        True,
+        description="POST /ask/batch answers exactly as /ask: with int8 models each question then gets its own forward "
+        "passes; false lets questions share passes (faster, but int8 answers may differ slightly from /ask's)",
+    )
 
     fusion: Literal["rrf", "dense", "lexical"] = Field("rrf", description="How dense and BM25 rankings combine")
     rrf_k: int = Field(5, ge=1, description="RRF constant k")
@@ -76,5 +81,8 @@ class Settings(BaseSettings):
 
     def ask_settings(self) -> AskSettings:
         return AskSettings(
-            read_k=self.read_k, max_answers=self.max_answers, no_answer_threshold=self.no_answer_threshold
+            read_k=self.read_k,
+            max_answers=self.max_answers,
+            no_answer_threshold=self.no_answer_threshold,
+            exact_batches=self.batch_exact,
         )

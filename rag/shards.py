@@ -35,9 +35,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from rag.dense import DenseIndex
+from rag.dense import DenseIndex, KeySet
 from rag.errors import IndexCorrupt, IndexMismatch, IndexNotFound, ReadOnlyIndex, ValidationError
-from rag.lexical import BM25Index
+from rag.lexical import BM25Index, top_rows
 from rag.store import CURRENT, CorpusIndex, IndexSettings, Prepared, _read_current, _sha256
 from rag.types import Chunk, Document, Embeddings
 
@@ -184,18 +184,30 @@ def split_index(index: CorpusIndex, count: int, folder: str | Path) -> dict[str,
 class ShardedDense(DenseIndex):
     """Searches every shard's FAISS index and keeps the best ``k`` by score."""
 
-    def __init__(self, parts: Sequence[DenseIndex]) -> None:
+    def __init__(self, parts: Sequence[DenseIndex], key_ranges: Sequence[tuple[int, int]] | None = None) -> None:
         kinds = sorted({p.kind for p in parts})
         super().__init__(kind="+".join(kinds) or "flat", dim=parts[0].dim if parts else 384, params={})
         self.params = {"shards": len(parts)}
         self.parts = list(parts)
+        # The smallest and largest chunk key of each part: a filter's keys go only to the parts that hold them.
+        self.key_ranges = list(key_ranges) if key_ranges is not None else None
 
     @property
     def size(self) -> int:
         return sum(p.size for p in self.parts)
 
-    def search(self, query: Embeddings, k: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-        found = [p.search(query, k) for p in self.parts if p.size]
+    def search(
+        self, query: Embeddings, k: int, keys: KeySet | npt.NDArray[np.int64] | None = None
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        if keys is None:
+            found = [p.search(query, k) for p in self.parts if p.size]
+        else:
+            keys = keys if isinstance(keys, KeySet) else KeySet(keys)
+            found = []
+            for i, part in enumerate(self.parts):
+                mine = keys.within(*self.key_ranges[i]) if self.key_ranges is not None else keys
+                if part.size and len(mine):
+                    found.append(part.search(query, k, keys=mine))
         if not found:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         keys = np.concatenate([f[0] for f in found])
@@ -205,6 +217,11 @@ class ShardedDense(DenseIndex):
 
     def save(self, path: Path) -> None:
         raise ReadOnlyIndex("a sharded dense index is saved shard by shard")
+
+
+def _key_range(shard: CorpusIndex) -> tuple[int, int]:
+    keys = [c.key for c in shard.chunks]
+    return (min(keys), max(keys)) if keys else (0, -1)
 
 
 def lucene_idf(df: int, n: int) -> float:
@@ -223,26 +240,29 @@ class ShardedBM25(BM25Index):
         self.size = sum(p.size for p in self.parts)
         self.global_idf = global_idf
 
-    def search(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, query: str, k: int, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         tokens = self.tokenize(query)
-        if self.size == 0 or not tokens:
+        if self.size == 0 or not tokens or (rows is not None and not len(rows)):
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         # Each shard scores its own rows and keeps its top k (what a shard server would do); the global top k is
         # inside the union of those. A repeated query term counts again, as in bm25s's own get_scores.
         postings = {term: [p.postings(term) for p in self.parts] for term in set(tokens)}
         idf = {t: lucene_idf(sum(len(rows) for rows, _ in ps), self.size) for t, ps in postings.items()}
         found_rows, found_scores = [], []
+        kept = None if rows is None else np.asarray(rows, dtype=np.int64)
         for i, (part, offset) in enumerate(zip(self.parts, self.offsets, strict=True)):
             scores = np.zeros(part.size, dtype=np.float32)
             for term in tokens:
-                rows, contrib = postings[term][i]
-                if len(rows):
-                    scale = idf[term] / lucene_idf(len(rows), part.size) if self.global_idf else 1.0
-                    scores[rows] += contrib * np.float32(scale)
-            top = np.argpartition(-scores, min(k, part.size) - 1)[:k] if part.size else np.zeros(0, dtype=np.int64)
-            top = top[scores[top] > 0]
-            found_rows.append(offset + top.astype(np.int64))
-            found_scores.append(scores[top])
+                hit_rows, contrib = postings[term][i]
+                if len(hit_rows):
+                    scale = idf[term] / lucene_idf(len(hit_rows), part.size) if self.global_idf else 1.0
+                    scores[hit_rows] += contrib * np.float32(scale)
+            mine = None  # a filter's rows in this part, counted from the part's first row
+            if kept is not None:
+                mine = kept[np.searchsorted(kept, offset) : np.searchsorted(kept, offset + part.size)] - offset
+            top, top_scores = top_rows(scores, k, mine)
+            found_rows.append(offset + top)
+            found_scores.append(top_scores)
         rows_all, scores_all = np.concatenate(found_rows), np.concatenate(found_scores)
         order = np.lexsort((rows_all, -scores_all))[:k]  # best first, ties by row as a stable sort over one array
         return rows_all[order], scores_all[order].astype(np.float32)
@@ -289,7 +309,10 @@ class ShardedIndex(CorpusIndex):
             shards=list(shards),
         )
         index.key_to_row = {c.key: i for i, c in enumerate(chunks)}
-        index.dense = ShardedDense([s.dense for s in shards if s.dense is not None])
+        index.dense = ShardedDense(
+            [s.dense for s in shards if s.dense is not None],
+            [_key_range(s) for s in shards if s.dense is not None],
+        )
         index.lexical = ShardedBM25(
             [s.lexical for s in shards if s.lexical is not None], offsets, global_idf=global_idf
         )

@@ -85,6 +85,8 @@ class CorpusIndex:
     generation: int = 0
     checksums: dict[str, str] = field(default_factory=dict)  # doc id -> document checksum
     key_to_row: dict[int, int] = field(default_factory=dict)
+    # Lookups derived from this snapshot on first use (rag/filters.py); a snapshot never changes, so they hold.
+    memo: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
     # ------------------------------------------------------------------------------------------ building
 

@@ -6,6 +6,7 @@ Offsets are the truth: a chunk's and an answer's ``start``/``end`` index the *or
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 from collections.abc import Mapping
@@ -36,6 +37,17 @@ class Document:
             [self.title, self.text, self.url, self.published, dict(self.meta)], ensure_ascii=False, sort_keys=True
         )
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+    def page_at(self, offset: int) -> int | None:
+        """The page (from 1) that holds character ``offset``, for documents with pages (PDFs:
+        ``meta["page_starts"]``, each page's first offset); None for the others."""
+        starts = self.meta.get("page_starts")
+        # meta can come from a caller (POST /documents): anything but ascending ints means "no pages"
+        if not isinstance(starts, list | tuple) or not starts or starts[0] != 0:
+            return None
+        if not all(type(s) is int for s in starts) or any(a > b for a, b in zip(starts, starts[1:], strict=False)):
+            return None
+        return bisect.bisect_right(starts, offset)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +80,9 @@ class Hit:
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """An extracted span with its citation; ``context[context_start:context_end] == text``."""
+    """An extracted span with its citation; ``context[context_start:context_end] == text``, and the sentence that
+    holds it: ``document.text[sentence_start:sentence_end] == sentence``, with ``sentence_start <= start`` and
+    ``end <= sentence_end`` (rag.sentences)."""
 
     text: str
     score: float  # calibrated probability that the answer is right, in [0, 1]
@@ -80,6 +94,10 @@ class Answer:
     context_start: int  # into ``context``
     context_end: int
     chunk_id: str
+    sentence: str
+    sentence_start: int  # into the document text
+    sentence_end: int
+    page: int | None = None  # the page of a PDF that holds ``start``, from 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +108,7 @@ class AskResult:
     hits: tuple[Hit, ...]
     timings_ms: Mapping[str, float]
     titles: Mapping[str, str] = field(default_factory=dict)  # doc id -> title, for the hits
+    pages: Mapping[str, int] = field(default_factory=dict)  # chunk id -> page its passage starts on (PDFs)
 
 
 @dataclass(frozen=True, slots=True)

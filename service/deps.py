@@ -5,12 +5,16 @@ from __future__ import annotations
 import hmac
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 
+from rag.dates import filter_date
 from rag.engine import Engine
+from rag.errors import ValidationError
+from rag.filters import Filters
 from rag.settings import Settings
 from service.errors import ApiError
 from service.gate import Gate
+from service.schemas import MAX_FILTER_DOCUMENTS, MAX_SOURCE_CHARS
 
 
 def get_settings(request: Request) -> Settings:
@@ -48,7 +52,39 @@ def require_writer(request: Request, settings: Annotated[Settings, Depends(get_s
         raise ApiError(403, "the API key is not valid", "invalid_key")
 
 
+def query_filters(
+    doc: Annotated[
+        list[str] | None,
+        Query(max_length=MAX_FILTER_DOCUMENTS, description="Only this document (repeatable: any of them)"),
+    ] = None,
+    since: Annotated[
+        str | None,
+        Query(max_length=40, description="Published on or after this day (YYYY-MM-DD)", examples=["2024-11-01"]),
+    ] = None,
+    until: Annotated[
+        str | None,
+        Query(max_length=40, description="Published on or before this day (YYYY-MM-DD)", examples=["2024-11-30"]),
+    ] = None,
+    source: Annotated[
+        str | None, Query(min_length=1, max_length=MAX_SOURCE_CHARS, description="Publisher, any case")
+    ] = None,
+) -> Filters | None:
+    """The filters of a GET request (the query-string form of ``FiltersIn``); None when none is given."""
+    try:
+        start = filter_date(since, "since") if since is not None else None
+        end = filter_date(until, "until") if until is not None else None
+        if start and end and start > end:
+            raise ValidationError(
+                f"since ({start.isoformat()}) is after until ({end.isoformat()}); nothing could match"
+            )
+        filters = Filters(document_ids=tuple(doc or ()), published_from=start, published_to=end, source=source)
+    except ValidationError as exc:
+        raise ApiError(422, str(exc)) from None
+    return None if filters.is_empty else filters
+
+
 EngineDep = Annotated[Engine, Depends(get_engine)]
 GateDep = Annotated[Gate, Depends(get_gate)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 WriterDep = Depends(require_writer)
+QueryFiltersDep = Annotated[Filters | None, Depends(query_filters)]

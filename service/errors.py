@@ -38,6 +38,10 @@ _STATUS_CODES = {
 }
 
 
+class BodyTooLarge(Exception):
+    """A request body that passed its Content-Length check (or had none) grew past the limit while read."""
+
+
 class ApiError(Exception):
     def __init__(self, status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None):
         super().__init__(message)
@@ -80,8 +84,13 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        if isinstance(exc.__cause__, BodyTooLarge):  # FastAPI turns any failure while reading a body into a 400
+            return error_response(413, str(exc.__cause__))
         if exc.status_code == 400 and message == "There was an error parsing the body":
-            message = "the request body could not be parsed: send UTF-8 encoded JSON"
+            multipart = request.headers.get("content-type", "").lower().startswith("multipart/")
+            message = "the request body could not be parsed: " + (
+                "send multipart/form-data with a boundary" if multipart else "send UTF-8 encoded JSON"
+            )
         return error_response(exc.status_code, message, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(ApiError)

@@ -11,7 +11,7 @@ from collections import defaultdict
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import error_response
+from service.errors import BodyTooLarge, error_response
 
 log = logging.getLogger("service.access")
 
@@ -118,7 +118,7 @@ class RequestMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body:
-                    raise _BodyTooLarge
+                    raise BodyTooLarge(f"request body is over the limit of {self.max_body:,} bytes")
             return message
 
         async def send_with_id(message: Message) -> None:
@@ -131,9 +131,9 @@ class RequestMiddleware:
 
         try:
             await self.app(scope, limited_receive, send_with_id)
-        except _BodyTooLarge:
+        except BodyTooLarge as exc:
             status = 413
-            response = error_response(413, f"request body is over the limit of {self.max_body:,} bytes")
+            response = error_response(413, str(exc))
             await response(scope, receive, send)
         self._done(scope, status, started, request_id)
 
@@ -153,7 +153,3 @@ class RequestMiddleware:
                 }
             )
         )
-
-
-class _BodyTooLarge(Exception):
-    pass

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from rag.dates import filter_date
+from rag.errors import ValidationError
+from rag.filters import Filters
 from rag.loaders import MAX_ID_LENGTH, check_document_id
 from rag.pipeline import MAX_TOP_K
 from rag.types import Answer, AskResult, Document, Hit, IngestReport
@@ -16,6 +20,10 @@ MAX_TITLE_CHARS = 1000
 MAX_DOCUMENT_CHARS = 2_000_000
 MAX_DOCUMENTS_PER_REQUEST = 1000
 MAX_SEARCH_K = 200
+MAX_FILTER_DOCUMENTS = 1000
+MAX_FILTER_META = 20
+MAX_SOURCE_CHARS = 200
+MAX_BATCH_QUESTIONS = 64
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
@@ -34,12 +42,69 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class FiltersIn(Strict):
+    """Which documents a question or search may draw on. Every given condition must hold; retrieval searches
+    only the kept documents, so the passages are the best among them however few they are."""
+
+    document_ids: list[Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]] = Field(
+        default_factory=list, max_length=MAX_FILTER_DOCUMENTS, description="Any of these documents (ids)"
+    )
+    published_from: dt.date | None = Field(
+        None, description="Published on or after this day (YYYY-MM-DD); documents without a date are left out"
+    )
+    published_to: dt.date | None = Field(
+        None, description="Published on or before this day (YYYY-MM-DD); documents without a date are left out"
+    )
+    source: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_SOURCE_CHARS,
+        description="Publisher (the document's meta.source), compared case-insensitively",
+        examples=["The Straits Times"],
+    )
+    meta: dict[Annotated[str, Field(min_length=1, max_length=100)], Annotated[str, Field(max_length=1000)]] = Field(
+        default_factory=dict,
+        max_length=MAX_FILTER_META,
+        description="meta keys whose values must equal these (compared as strings)",
+    )
+
+    @field_validator("published_from", "published_to", mode="before")
+    @classmethod
+    def _iso_date(cls, v: Any, info: ValidationInfo) -> Any:
+        if v is None or isinstance(v, dt.date):
+            return v
+        if not isinstance(v, str):
+            raise ValueError(f"must be an ISO date string (YYYY-MM-DD), got {v!r}")
+        try:
+            return filter_date(v, str(info.field_name))
+        except ValidationError:
+            raise ValueError(f"must be an ISO date (YYYY-MM-DD), got {v!r}") from None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FiltersIn:
+        self.to_filters()  # a reversed date range or a blank source, named
+        return self
+
+    def to_filters(self) -> Filters:
+        try:
+            return Filters(
+                document_ids=tuple(self.document_ids),
+                published_from=self.published_from,
+                published_to=self.published_to,
+                source=self.source,
+                meta=self.meta,
+            )
+        except ValidationError as exc:
+            raise ValueError(str(exc)) from None
+
+
 class AskRequest(Strict):
     question: str = Field(
         min_length=1, max_length=MAX_QUESTION_CHARS, examples=["How many troops are in US Forces Korea?"]
     )
     top_k: int = Field(5, ge=1, le=MAX_TOP_K, description="Passages returned")
     max_answers: int | None = Field(None, ge=1, le=10, description="Distinct answers returned at most")
+    filters: FiltersIn | None = Field(None, description="Answer only from the documents these keep")
 
     @field_validator("question")
     @classmethod
@@ -69,6 +134,14 @@ class AnswerOut(BaseModel):
     context: str
     context_offset: Offset = Field(description="context[start:end] == text")
     chunk_id: str
+    sentence: str = Field(
+        description="The sentence that holds the answer (the sentences, when the answer crosses a sentence end); "
+        "a very long one is cut to a few hundred characters around the answer"
+    )
+    sentence_offset: Offset = Field(
+        description="document.text[start:end] == sentence; start <= document_offset.start, document_offset.end <= end"
+    )
+    page: int | None = Field(None, ge=1, description="Page of a PDF, from 1, that holds the answer's start")
 
     @classmethod
     def of(cls, a: Answer) -> AnswerOut:
@@ -81,6 +154,9 @@ class AnswerOut(BaseModel):
             context=a.context,
             context_offset=Offset(start=a.context_start, end=a.context_end),
             chunk_id=a.chunk_id,
+            sentence=a.sentence,
+            sentence_offset=Offset(start=a.sentence_start, end=a.sentence_end),
+            page=a.page,
         )
 
 
@@ -93,9 +169,10 @@ class PassageOut(BaseModel):
     dense_score: float | None = Field(None, description="Cosine similarity to the question")
     lexical_score: float | None = Field(None, description="BM25 score")
     document_offset: Offset
+    page: int | None = Field(None, ge=1, description="Page of a PDF, from 1, that the passage starts on")
 
     @classmethod
-    def of(cls, h: Hit, title: str) -> PassageOut:
+    def of(cls, h: Hit, title: str, page: int | None = None) -> PassageOut:
         return cls(
             document_id=h.chunk.doc_id,
             chunk_id=h.chunk.chunk_id,
@@ -105,6 +182,7 @@ class PassageOut(BaseModel):
             dense_score=None if h.dense_score is None else round(h.dense_score, 4),
             lexical_score=None if h.lexical_score is None else round(h.lexical_score, 4),
             document_offset=Offset(start=h.chunk.start, end=h.chunk.end),
+            page=page,
         )
 
 
@@ -121,9 +199,57 @@ class AskResponse(BaseModel):
             question=r.question,
             no_answer=r.no_answer,
             answers=[AnswerOut.of(a) for a in r.answers],
-            passages=[PassageOut.of(h, r.titles.get(h.chunk.doc_id, h.chunk.doc_id)) for h in r.hits],
+            passages=[
+                PassageOut.of(h, r.titles.get(h.chunk.doc_id, h.chunk.doc_id), r.pages.get(h.chunk.chunk_id))
+                for h in r.hits
+            ],
             timings_ms=dict(r.timings_ms),
         )
+
+
+class AskBatchRequest(Strict):
+    """``POST /ask/batch``: many questions with one set of options, answered together."""
+
+    questions: list[
+        Annotated[str, Field(min_length=1, max_length=MAX_QUESTION_CHARS), AfterValidator(clean_question)]
+    ] = Field(
+        min_length=1,
+        max_length=MAX_BATCH_QUESTIONS,
+        description=f"1 to {MAX_BATCH_QUESTIONS} questions, each as /ask's question (1 to {MAX_QUESTION_CHARS} "
+        "characters, not blank, no control characters); answered in this order",
+        examples=[["How many troops are in US Forces Korea?", "Who is the Japanese prime minister?"]],
+    )
+    top_k: int = Field(5, ge=1, le=MAX_TOP_K, description="Passages returned per question")
+    max_answers: int | None = Field(None, ge=1, le=10, description="Distinct answers returned per question at most")
+    filters: FiltersIn | None = Field(None, description="Answer every question only from the documents these keep")
+
+    @field_validator("top_k", "max_answers", mode="before")
+    @classmethod
+    def _not_a_bool(cls, v: Any) -> Any:
+        if isinstance(v, bool):
+            raise ValueError("must be an integer, not true or false")
+        return v
+
+
+class AskBatchResponse(BaseModel):
+    results: list[AskResponse] = Field(
+        description="One /ask response per question, in the order asked. Each one's timings_ms holds its own "
+        "retrieve and decide times and its share of the batch's embed and read times"
+    )
+
+
+class SearchRequest(AskRequest):
+    """``POST /search``: the ``/ask`` body plus ``k``, so a client can send one body to either (``top_k`` and
+    ``max_answers`` are accepted and not used: ``k`` is the number of passages)."""
+
+    k: int = Field(10, ge=1, le=MAX_SEARCH_K, description="Passages returned")
+
+    @field_validator("k", mode="before")
+    @classmethod
+    def _k_not_a_bool(cls, v: Any) -> Any:
+        if isinstance(v, bool):
+            raise ValueError("must be an integer, not true or false")
+        return v
 
 
 class SearchResponse(BaseModel):
@@ -139,7 +265,13 @@ class DocumentIn(Strict):
     title: str = Field("", max_length=MAX_TITLE_CHARS)
     text: str = Field(min_length=1, max_length=MAX_DOCUMENT_CHARS)
     url: str | None = Field(None, max_length=2000)
-    published: str | None = Field(None, max_length=100)
+    published: str | None = Field(
+        None,
+        max_length=100,
+        description="Publication date as printed; stored as YYYY-MM-DD (null when it names no date), the text as "
+        "sent in meta.published_text when it differed",
+    )
+    source: str | None = Field(None, max_length=200, description="Publisher, stored as meta.source")
     meta: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("id")

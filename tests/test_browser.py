@@ -19,8 +19,10 @@ from urllib.parse import parse_qs, quote, urlsplit
 import httpx
 import pytest
 
+from rag.loaders import load_data
 from rag.types import Document
 from tests.conftest import ROOT, make_settings
+from tests.sample_files import pdf_bytes
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 try:
@@ -66,6 +68,15 @@ HOSTILE = Document(
 )
 HOSTILE_QUESTION = "Where is the marmalade festival held <img src=x onerror=window.__xss=4>?"
 
+# A two-page PDF: the answer to its question is on page 2.
+HARBOUR_PDF = pdf_bytes(
+    [
+        ["Glasgow harbour works", "The quay wall along the river was repaired in the spring by a local firm."],
+        ["Footbridge", "The new Clyde footbridge cost 42 million pounds and opened to walkers in March."],
+    ]
+)
+FOOTBRIDGE = "How much did the Clyde footbridge cost?"
+
 
 # ------------------------------------------------------------------------------------------------ fixtures
 
@@ -83,7 +94,7 @@ def server(tmp_path_factory, seed_index_dir, embedder) -> Iterator[str]:
     settings = make_settings(folder, reader=READER)
     writer = Engine(settings, embedder)
     writer.reload()
-    writer.upsert([HOSTILE])
+    writer.upsert([HOSTILE, *load_data(HARBOUR_PDF, "harbour.pdf").documents])
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))  # the OS picks a free port; uvicorn serves on this very socket
@@ -197,6 +208,15 @@ def test_answer_is_highlighted_cited_and_opens_the_document(page: Page, server: 
 
     SCREENSHOT.parent.mkdir(exist_ok=True)
     page.screenshot(path=str(SCREENSHOT))
+
+    # The answer's sentence comes first, a piece of the document; its passage opens on demand.
+    sentence = page.locator("#top-answer blockquote.sentence").inner_text()
+    assert answer in sentence and sentence in document["text"]
+    passage = page.locator("#top-answer .answer-passage .context")
+    expect(passage).to_be_hidden()
+    page.locator("#top-answer .answer-passage summary").click()
+    expect(passage.locator("mark")).to_have_text(answer)
+    assert len(passage.inner_text()) > len(sentence)
 
     # Tab to the citation (it is a real link, with a visible focus ring) and open it with Enter.
     for _ in range(12):
@@ -316,6 +336,47 @@ def test_errors_are_shown_politely(page: Page, server: str):
 
     page.goto(server + "/#/document?id=no-such-document")
     expect(page.locator("#doc-error")).to_contain_text("Not found")
+
+
+def test_a_pdf_answer_cites_its_page(page: Page, server: str):
+    page.goto(server + "/")
+    ask(page, FOOTBRIDGE)
+    expect(page.locator("#top-answer blockquote mark")).to_contain_text("42 million")
+    link = page.locator("#top-answer a.cite-link")
+    doc_id, start, end = offsets(link.get_attribute("href"))
+    assert doc_id == "harbour"
+    document = httpx.get(f"{server}/documents/{doc_id}", timeout=30).json()
+    assert start >= document["meta"]["page_starts"][1]  # the answer really is on page 2
+    expect(page.locator("#top-answer .cite-meta")).to_have_text(f"{doc_id} · characters {start:,}–{end:,} · p. 2")
+    passage = page.locator(".passage", has=page.get_by_role("link", name="Glasgow harbour works")).first
+    expect(passage.locator(".passage-meta")).to_contain_text(re.compile(r"harbour · p\. [12] · score"))
+
+
+def test_a_filtered_question_is_answered_only_from_the_chosen_documents(page: Page, server: str):
+    seed_id = next((ROOT / "seeds").glob("*.txt")).stem
+    page.goto(server + "/")
+    page.locator("#ask-filters summary").click()
+    picker = page.get_by_label("Only these documents")
+    expect(picker.get_by_role("option", name=HOSTILE.title)).to_be_attached()  # filled from GET /documents
+    picker.select_option(HOSTILE_ID)
+    expect(page.locator("#filters-count")).to_have_text("(1 filter on)")
+    with page.expect_request("**/ask") as sent:
+        ask(page, TROOPS)
+    assert sent.value.post_data_json["filters"] == {"document_ids": [HOSTILE_ID]}
+    shown = page.locator(".passage .passage-meta .doc-id")
+    expect(shown.first).to_be_visible()
+    assert set(shown.all_inner_texts()) == {HOSTILE_ID}
+
+    # A date range instead: only the seed article (published 2024-11-08) is left, and it holds the answer.
+    page.get_by_role("button", name="Clear filters").click()
+    page.get_by_label("Published from").fill("2024-11-01")
+    page.get_by_label("Published to").fill("2024-11-30")
+    with page.expect_request("**/ask") as sent:
+        ask(page, TROOPS)
+    assert sent.value.post_data_json["filters"] == {"published_from": "2024-11-01", "published_to": "2024-11-30"}
+    expect(page.locator("#top-answer blockquote mark")).to_contain_text("28,500")
+    expect(shown.first).to_be_visible()
+    assert set(shown.all_inner_texts()) == {seed_id}
 
 
 def test_narrow_screen(page: Page, server: str):

@@ -49,15 +49,17 @@ def test_a_broken_index_is_reported_once(tmp_path, caplog):
 def test_unsupported_files_alone_write_nothing_and_say_what_is_supported(tmp_path):
     docs = tmp_path / "docs"
     docs.mkdir()
+    (docs / "sheet.xlsx").write_bytes(b"PK\x03\x04")
     (docs / "report.pdf").write_bytes(b"%PDF-1.7 not really")
     (docs / "empty.txt").write_text("  \n")
     index = tmp_path / "index"
     r = runner.invoke(app, ["ingest", str(docs), "--index", str(index)])
     assert r.exit_code == EXIT_PROBLEMS, r.output
     message = said(r.stderr)
-    assert "report.pdf: unsupported file type .pdf" in message
+    assert "sheet.xlsx: unsupported file type .xlsx" in message
+    assert "report.pdf: not a readable PDF" in message
     assert "empty.txt: empty" in message
-    assert f"no usable documents found in {docs} (2 skipped); nothing was written" in message
+    assert f"no usable documents found in {docs} (3 skipped); nothing was written" in message
     assert all(suffix in message for suffix in SUPPORTED_SUFFIXES)
     assert r.exception is None or isinstance(r.exception, SystemExit)
     assert not index.exists(), "no empty index is created"

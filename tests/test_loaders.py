@@ -13,10 +13,50 @@ def test_seed_layout_title_and_metadata_text_unchanged(seed_text):
     (doc,) = load_paths([SEED_DIR]).documents
     assert doc.id == "000_9ac6261989c5b459"
     assert doc.title == "US allies Japan, South Korea seek quick rapport with Trump amid security concerns"
-    assert doc.published == "November 8, 2024"
+    assert doc.published == "2024-11-08" and doc.meta["published_text"] == "November 8, 2024"
     assert doc.meta["byline"] == "Walter Sim and Wendy Teo"
     assert doc.meta["source"] == "The Straits Times"
     assert doc.text == seed_text
+
+
+def test_published_is_an_iso_date_and_source_the_publisher(tmp_path):
+    (tmp_path / "page.html").write_text(
+        '<html><head><meta property="og:site_name" content="The Herald">'
+        '<meta name="publisher" content="Not this one"></head><body><header><time datetime="2024-11-28T06:00:00+08:00">'
+        "28 Nov</time></header><article><h1>Title</h1><p>Body.</p></article></body></html>",
+        encoding="utf-8",
+    )
+    (tmp_path / "meta.html").write_text(
+        '<html><head><meta name="publisher" content="Daily Planet"><meta property="article:published_time" '
+        'content="2024-03-01"></head><body><article><time datetime="1999-01-01">x</time><p>Body.</p></article>'
+        "</body></html>",
+        encoding="utf-8",
+    )
+    records = [
+        {"id": "r1", "text": "One.", "published": "Updated Nov 28, 2024, 6:00 am", "source": "Reuters"},
+        {"id": "r2", "text": "Two.", "published": "2024-12-01", "meta": {"source": "old"}, "source": "AP"},
+        {"id": "r3", "text": "Three.", "published": "last Tuesday"},
+        {"id": "r4", "text": "Four.", "published": "  "},
+    ]
+    (tmp_path / "records.json").write_text(json.dumps(records), encoding="utf-8")
+    (tmp_path / "bad.jsonl").write_text(json.dumps({"id": "r5", "text": "Five.", "source": 5}) + "\n")
+    (tmp_path / "post.md").write_text("---\ntitle: Post\ndate: 2024-05-02\n---\n# Post\n\nBody.\n", encoding="utf-8")
+    result = load_paths([tmp_path])
+    docs = {d.id: d for d in result.documents}
+    assert docs["post"].published == "2024-05-02" and "published_text" not in docs["post"].meta
+    assert (docs["page"].published, docs["page"].meta["source"]) == ("2024-11-28", "The Herald")
+    assert docs["page"].meta["published_text"] == "2024-11-28T06:00:00+08:00"
+    assert (docs["meta"].published, docs["meta"].meta["source"]) == ("2024-03-01", "Daily Planet")
+    assert "published_text" not in docs["meta"].meta
+    assert docs["r1"].published == "2024-11-28" and docs["r1"].meta == {
+        "source": "Reuters",
+        "published_text": "Updated Nov 28, 2024, 6:00 am",
+    }
+    assert docs["r1"].source == str(tmp_path / "records.json")  # the file, as before
+    assert docs["r2"].published == "2024-12-01" and docs["r2"].meta == {"source": "AP"}
+    assert docs["r3"].published is None and docs["r3"].meta == {"published_text": "last Tuesday"}
+    assert docs["r4"].published is None and docs["r4"].meta == {}
+    assert result.skipped == [(f"{tmp_path / 'bad.jsonl'} line 1", "field 'source' must be a string")]
 
 
 def test_markdown_html_json_jsonl_and_squad(tmp_path):

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import SEED_DIR, make_settings
+from tests.sample_files import pdf_bytes
 
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install '.[ray]' to run the distributed tests")
 
@@ -171,12 +172,16 @@ def test_ray_takes_the_local_ids_and_refuses_nothing_usable_as_the_local_path_do
     for name, text in files.items():
         (tree / name).parent.mkdir(parents=True, exist_ok=True)
         (tree / name).write_text(text, encoding="utf-8")
+    (tree / "manual.pdf").write_bytes(pdf_bytes([["Manual"], ["Page two says hello."]]))  # bytes, never text
     expected = load_paths([tree]).documents
     index = tmp_path / "index"
     report, _ = ray_ingest(tree, index, embedder)
     got = CorpusIndex.load(index)
-    assert sorted(got.documents) == sorted(d.id for d in expected) == ["api/index.md", "api/index.txt", "guide/index"]
+    ids = ["api/index.md", "api/index.txt", "guide/index", "manual"]
+    assert sorted(got.documents) == sorted(d.id for d in expected) == ids
     assert got.checksums == {d.id: d.checksum for d in expected} and report.skipped == ()
+    manual = got.documents["manual"]
+    assert manual.page_at(manual.text.index("Page two")) == 2
     # Two folders given, each with an index.md: the second is refused with the local path's message.
     folders = [tree / "guide", tree / "api"]
     documents, skipped, _ = _load_documents(folders, RayOptions(workers=1), DEFAULT_MAX_BYTES)
@@ -186,13 +191,13 @@ def test_ray_takes_the_local_ids_and_refuses_nothing_usable_as_the_local_path_do
 
     # Nothing usable: refused before --rebuild removes the index or --sync empties it; no new index either.
     before = sorted(p.relative_to(index) for p in index.rglob("*"))
-    (tmp_path / "only.pdf").write_bytes(b"%PDF-1.7")
+    (tmp_path / "only.xlsx").write_bytes(b"PK\x03\x04")
     for flags in ({"rebuild": True}, {"sync": True}):
         with pytest.raises(LoadError) as info:
-            ray_ingest(tmp_path / "only.pdf", index, embedder, **flags)
+            ray_ingest(tmp_path / "only.xlsx", index, embedder, **flags)
         message = str(info.value)
-        assert f"no usable documents found in {tmp_path / 'only.pdf'} (1 skipped); nothing was written" in message
-        assert "unsupported file type .pdf" in message
+        assert f"no usable documents found in {tmp_path / 'only.xlsx'} (1 skipped); nothing was written" in message
+        assert "unsupported file type .xlsx" in message
     assert sorted(p.relative_to(index) for p in index.rglob("*")) == before
     (tmp_path / "empty").mkdir()
     with pytest.raises(LoadError, match=r"\(0 skipped\); nothing was written"):

@@ -70,6 +70,21 @@ def test_ask_returns_a_cited_span(client):
     assert body["timings_ms"]["total"] > 0
 
 
+def test_every_answer_carries_the_sentence_that_holds_it(client):
+    body = client.post("/ask", json={"question": "Who is the Japanese prime minister?", "max_answers": 3}).json()
+    assert body["answers"]
+    for a in body["answers"]:
+        text = client.get(f"/documents/{a['document_id']}").json()["text"]
+        s, o = a["sentence_offset"], a["document_offset"]
+        assert text[s["start"] : s["end"]] == a["sentence"]
+        assert s["start"] <= o["start"] < o["end"] <= s["end"]
+        assert a["sentence"] == a["sentence"].strip() and "\n" not in a["sentence"]
+        assert len(a["sentence"]) < len(a["context"]) or a["sentence"] == a["context"].strip()
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["AnswerOut"]
+    assert {"sentence", "sentence_offset"} <= set(schema["required"])
+    assert "document.text[start:end] == sentence" in schema["properties"]["sentence_offset"]["description"]
+
+
 def test_search_returns_passages_with_offsets(client):
     r = client.get("/search", params={"q": "tariff on imports from China", "k": 3})
     assert r.status_code == 200
@@ -84,7 +99,8 @@ def test_documents_list_and_get(client, seed_text):
     assert listing["count"] == 1 and listing["documents"][0]["id"] == SEED_ID
     assert listing["documents"][0]["chunks"] > 5
     doc = client.get(f"/documents/{SEED_ID}").json()
-    assert doc["text"] == seed_text and doc["published"] == "November 8, 2024"
+    assert doc["text"] == seed_text and doc["published"] == "2024-11-08"
+    assert doc["meta"]["published_text"] == "November 8, 2024" and doc["meta"]["source"] == "The Straits Times"
     assert_error(client.get("/documents/unknown-id"), 404, "unknown-id")
     assert_error(client.get("/documents/a%20b"), 422, "not allowed")
 

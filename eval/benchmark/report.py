@@ -109,6 +109,15 @@ def merge_previous(result: dict, path: Path, *, scale_only: bool) -> dict:
     return result
 
 
+def merge_batch(result: dict, path: Path) -> dict:
+    """A --batch-only run: its part replaces the earlier file's /ask/batch part, the rest is kept."""
+    try:
+        previous = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return result
+    return {**previous, "batch": result["batch"], "targets": None}
+
+
 # ------------------------------------------------------------------------------------------------ targets
 
 
@@ -137,6 +146,15 @@ def targets(r: dict) -> list[dict]:
             ">= 0.9x",
             ", ".join(f"{i['corpus']} {times(i['floor_ratio'])}" for i in ingest),
             worst >= 0.9,
+        )
+    rows = (r.get("batch") or {}).get("rows") or []
+    if rows:
+        exact = next((x for x in rows if x["mode"] == "exact"), rows[0])
+        add(
+            f"/ask/batch ({exact['batch_size']} a batch) vs one question per /ask, questions/s",
+            ">= 1.5x",
+            ", ".join(f"{x['mode']} {times(x['speedup'])}" for x in rows) + " (judged: exact, the default)",
+            None if exact["speedup"] is None else exact["speedup"] >= 1.5,
         )
     tp = r.get("throughput") or []
     if tp:
@@ -326,6 +344,10 @@ def tables(r: dict) -> list[Table]:
             ]
         )
         out.append(t)
+    if r.get("filtered"):
+        out.append(filtered_table(r["filtered"]))
+    if r.get("batch"):
+        out.append(batch_table(r["batch"]))
     if r.get("cache"):
         c = r["cache"]
         t = Table(
@@ -411,6 +433,91 @@ def tables(r: dict) -> list[Table]:
     if notes:
         out.append(Table("Notes", [], notes=notes))
     return out
+
+
+def filtered_table(rows: list[dict]) -> Table:
+    t = Table(
+        "Filtered /search (in-process Engine.search, same questions, same run)",
+        [
+            "filter",
+            "documents",
+            "chunks kept",
+            "dense search",
+            "selection built ms",
+            "p50 ms",
+            "p95 ms",
+            "retrieve p50 ms",
+            "p50 / unfiltered",
+            "n x runs",
+        ],
+    )
+    for x in rows:
+        t.rows.append(
+            [
+                x["label"],
+                num(x["documents"]),
+                f"{x['chunks']:,} ({x['share']:.1%})",
+                x["dense_path"],
+                num(x["select_ms"], 2),
+                num(x["latency"]["p50"], 2),
+                num(x["latency"]["p95"], 2),
+                num(x["retrieve_p50"], 2),
+                times(x["vs_unfiltered"]),
+                f"{x['latency']['n']} x {x['latency']['runs']}",
+            ]
+        )
+    t.notes += [
+        "Filters by document ids, drawn at random until their chunks come closest to 1%, 10% and 100% of the"
+        " index; retrieval searches only the kept chunks (BM25 scores taken over their rows; dense: an exact"
+        " product over their vectors up to rag.dense.EXACT_ROWS chunks, from a quarter of the index a deeper"
+        " unfiltered search cut to the kept chunks, else FAISS with an id selector; rag/retrieval.py).",
+        "Each question is searched once unfiltered first, untimed, so every variant finds its embedding in the"
+        " query cache: the variants differ only in retrieval. Selection built: the first call with a new filter"
+        " (cached per index snapshot afterwards).",
+    ]
+    return t
+
+
+def batch_table(b: dict) -> Table:
+    t = Table(
+        f"POST /ask/batch against one question per POST /ask (HTTP, same questions, {b['date']})",
+        [
+            "batch mode",
+            "questions x runs",
+            "batch size",
+            "/ask q/s, 1 at a time",
+            "/ask q/s, 4 at a time",
+            "/ask/batch q/s",
+            "batch / best /ask",
+            "top answer as /ask's",
+            "errors",
+        ],
+    )
+    for x in b["rows"]:
+        t.rows.append(
+            [
+                x["mode"],
+                f"{x['questions'] // max(1, x['runs'])} x {x['runs']}",
+                str(x["batch_size"]),
+                num(x["ask_qps"], 2),
+                num(x["ask_concurrent_qps"], 2),
+                num(x["batch_qps"], 2),
+                times(x["speedup"]),
+                f"{x['same_top_answers']} / {x['questions']}",
+                str(x["errors"]),
+            ]
+        )
+    t.notes += [
+        f"Reader {b['reader']}, embedding {b['embedding']}, index {b['index']}; load average at start "
+        + " ".join(f"{v:.2f}" for v in b["load_average"])
+        + ".",
+        "exact (the default): a batch answers exactly as /ask; with int8 models each question then keeps its own"
+        " forward passes (int8 scales a pass's activations together, so sharing one moves scores by up to a logit)."
+        " shared passes: RAG_BATCH_EXACT=false, the reader's passes shared across questions (16 windows a pass).",
+        "Each run: the batches first, then the same questions one /ask at a time, then 4 /ask at a time (so the /ask"
+        " runs find the questions' embeddings in the service's cache). Medians over the runs.",
+    ]
+    return t
 
 
 def peer_table(r: dict) -> Table:

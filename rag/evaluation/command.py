@@ -93,6 +93,15 @@ def eval_command(
         ),
     ] = None,
     concurrency: Annotated[int, typer.Option(min=1, max=64, help="Requests in flight at once")] = 4,
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Questions per POST /ask/batch where the service offers it (the same answers as one /ask each; "
+            "latencies are then batch round trips); 1: one /ask per question",
+        ),
+    ] = 16,
     limit: Annotated[
         int | None, typer.Option(min=1, help="Evaluate a fixed random sample of N questions (the same every run)")
     ] = None,
@@ -161,7 +170,7 @@ def eval_command(
             run = run_eval(
                 gold_set,
                 target,
-                RunOptions(top_k=top_k, concurrency=concurrency),
+                RunOptions(top_k=top_k, concurrency=concurrency, batch_size=batch_size),
                 on_result=lambda: bar.advance(task),
                 on_ready=on_ready,
             )

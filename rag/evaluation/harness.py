@@ -3,6 +3,10 @@
 The harness only talks HTTP, so it measures what a client sees. Three ways to reach a service:
 ``remote`` (a running one, ``--url``), ``in_process`` (the app behind ``httpx.ASGITransport``, lifespan run by
 hand) and ``served`` (``rag serve`` started as a subprocess on a free port, stopped afterwards).
+
+Questions go in batches through ``POST /ask/batch`` where the service offers it (its OpenAPI schema lists it),
+one per ``POST /ask`` otherwise; the service answers a batch exactly as it answers each question alone, so the
+scores are the same either way, and only the client-measured latencies differ (a batch's round trip).
 """
 
 from __future__ import annotations
@@ -104,13 +108,15 @@ class EvalRun:
     concurrency: int
     top_k: int
     gold_issues: tuple[str, ...] = ()
+    batch_size: int = 1  # questions per request: > 1 when they went through POST /ask/batch
 
 
 @dataclass(frozen=True, slots=True)
 class RunOptions:
     top_k: int = 10  # passages asked of /ask (hit@10 and MRR@10 need 10)
     search_k: int = 200  # passages asked of /search for BEIR, deduplicated into documents
-    concurrency: int = 4
+    concurrency: int = 4  # requests in flight at once (batches, with /ask/batch)
+    batch_size: int = 16  # questions per POST /ask/batch where the service offers it; 1: one /ask per question
     request_timeout_s: float = REQUEST_TIMEOUT_S
     retries: int = 3  # on connection errors and 503 (the service's queue is full)
 
@@ -245,7 +251,11 @@ async def observe(client: httpx.AsyncClient, item: GoldItem, kind: str, options:
         )
     if response is None:
         return Observation(latency_ms=latency, error=error)
-    body = response.json()
+    return _observation(response.json(), latency)
+
+
+def _observation(body: dict, latency: float) -> Observation:
+    """An /ask (or /search) response body as an Observation."""
     passages = tuple(
         (p["document_id"], p["document_offset"]["start"], p["document_offset"]["end"]) for p in body["passages"]
     )
@@ -262,6 +272,57 @@ async def observe(client: httpx.AsyncClient, item: GoldItem, kind: str, options:
         passages=passages,
         timings_ms={k: float(v) for k, v in body.get("timings_ms", {}).items()},
     )
+
+
+async def offers_batch(client: httpx.AsyncClient, options: RunOptions) -> bool:
+    """Whether the service has ``POST /ask/batch`` (its OpenAPI schema says so; no schema, no batches)."""
+    response, _, _ = await _request(client, "GET", "/openapi.json", options)
+    if response is None:
+        return False
+    try:
+        return "post" in response.json().get("paths", {}).get("/ask/batch", {})
+    except (ValueError, AttributeError):
+        return False
+
+
+async def observe_batches(
+    client: httpx.AsyncClient,
+    items: Sequence[GoldItem],
+    options: RunOptions,
+    on_result: Callable[[], None] | None = None,
+) -> list[Observation]:
+    """The questions through ``POST /ask/batch``, ``options.batch_size`` per request and at most
+    ``options.concurrency`` requests in flight; each question's latency is its batch's round trip. A batch the
+    service refuses as a whole (422: a question it would refuse alone too) is asked again one /ask per question,
+    so that every question gets what /ask says of it."""
+    sem = asyncio.Semaphore(options.concurrency)
+
+    async def one(batch: Sequence[GoldItem]) -> list[Observation]:
+        async with sem:
+            body = {"questions": [item.question for item in batch], "top_k": options.top_k}
+            response, latency, error = await _request(client, "POST", "/ask/batch", options, json=body)
+        if response is None and error is not None and error.startswith("HTTP 422"):
+            observed = []
+            for item in batch:
+                async with sem:
+                    observed.append(await observe(client, item, "qa", options))
+        elif response is None:
+            observed = [Observation(latency_ms=latency, error=error) for _ in batch]
+        else:
+            results = response.json().get("results", [])
+            if len(results) == len(batch):
+                observed = [_observation(r, latency) for r in results]
+            else:
+                wrong = f"/ask/batch answered {len(results)} results for {len(batch)} questions"
+                observed = [Observation(latency_ms=latency, error=wrong) for _ in batch]
+        if on_result is not None:
+            for _ in batch:
+                on_result()
+        return observed
+
+    size = options.batch_size
+    parts = await asyncio.gather(*(one(items[i : i + size]) for i in range(0, len(items), size)))
+    return [obs for part in parts for obs in part]
 
 
 async def fetch_documents(
@@ -359,10 +420,25 @@ async def evaluate(
     options: RunOptions = RunOptions(),
     on_result: Callable[[], None] | None = None,
 ) -> tuple[list[QuestionResult], float, list[str]]:
-    """Ask every question (at most ``options.concurrency`` at once), then fetch the cited and gold documents
-    and score. Returns the results in gold order, the wall time of the questions, and gold issues."""
+    """Ask every question (at most ``options.concurrency`` requests at once; in batches where the service offers
+    them), then fetch the cited and gold documents and score. Returns the results in gold order, the wall time of
+    the questions, and gold issues."""
+    results, wall_s, issues, _ = await evaluate_batched(gold, client, options, on_result)
+    return results, wall_s, issues
+
+
+async def evaluate_batched(
+    gold: GoldSet,
+    client: httpx.AsyncClient,
+    options: RunOptions = RunOptions(),
+    on_result: Callable[[], None] | None = None,
+) -> tuple[list[QuestionResult], float, list[str], int]:
+    """``evaluate``, also returning the questions per request it used (1: one /ask per question)."""
     if options.concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {options.concurrency}")
+    if options.batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {options.batch_size}")
+    batched = gold.kind == "qa" and options.batch_size > 1 and await offers_batch(client, options)
     sem = asyncio.Semaphore(options.concurrency)
 
     async def one(item: GoldItem) -> Observation:
@@ -373,7 +449,10 @@ async def evaluate(
         return obs
 
     t0 = time.perf_counter()
-    observations = await asyncio.gather(*(one(item) for item in gold.items))
+    if batched:
+        observations = await observe_batches(client, gold.items, options, on_result)
+    else:
+        observations = list(await asyncio.gather(*(one(item) for item in gold.items)))
     wall_s = time.perf_counter() - t0
     texts: dict[str, str | None] = {}
     if gold.kind == "qa":
@@ -381,7 +460,8 @@ async def evaluate(
         wanted += [a.document_id for item in gold.items for a in item.answers]
         texts = await fetch_documents(client, wanted, options)
     results = [score_item(item, obs, gold.kind, texts) for item, obs in zip(gold.items, observations, strict=True)]
-    return results, wall_s, check_gold(gold, texts) if gold.kind == "qa" else []
+    issues = check_gold(gold, texts) if gold.kind == "qa" else []
+    return results, wall_s, issues, options.batch_size if batched else 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -426,7 +506,7 @@ def run_eval(
         async with target.connect() as (client, ready):
             if on_ready is not None:
                 on_ready(ready)
-            results, wall_s, issues = await evaluate(gold, client, options, on_result)
+            results, wall_s, issues, batch_size = await evaluate_batched(gold, client, options, on_result)
         index = target.index or (target.settings.index_dir if target.settings is not None else None)
         return EvalRun(
             gold=gold,
@@ -439,6 +519,7 @@ def run_eval(
             concurrency=options.concurrency,
             top_k=options.search_k if gold.kind == "retrieval" else options.top_k,
             gold_issues=tuple(issues),
+            batch_size=batch_size,
         )
 
     return asyncio.run(main())

@@ -107,6 +107,7 @@ def summarize(run: EvalRun) -> dict[str, Any]:
         "url": run.url,
         "index": run.index,
         "concurrency": run.concurrency,
+        "batch_size": run.batch_size,  # questions per request (> 1: POST /ask/batch; latencies are batch round trips)
         "top_k": run.top_k,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "n": len(run.results),

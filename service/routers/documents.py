@@ -1,16 +1,45 @@
-"""The corpus: list, read, add or replace, delete. Writes need the API key."""
+"""The corpus: list, read, add or replace, delete. Writes need the API key.
+
+``POST /documents`` takes JSON records, or files uploaded as ``multipart/form-data`` (the same key and limits):
+two routes on one path, told apart by the request's content type, documented as one operation.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import PurePath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, File, Path, UploadFile
+from fastapi.routing import APIRoute
+from starlette.routing import Match
+from starlette.types import Scope
 
+from rag.engine import Engine
 from rag.errors import LoadError
-from rag.loaders import MAX_ID_LENGTH, check_document_id, document_from_record
-from service.deps import EngineDep, GateDep, WriterDep
+from rag.filters import select_documents
+from rag.loaders import (
+    MAX_ID_LENGTH,
+    SUPPORTED_SUFFIXES,
+    check_document_id,
+    document_from_record,
+    load_uploads,
+    unsupported_type,
+)
+from rag.types import Document, IngestReport
+from service.deps import EngineDep, GateDep, QueryFiltersDep, SettingsDep, WriterDep
 from service.errors import ApiError
-from service.schemas import DocumentList, DocumentOut, DocumentsIn, DocumentSummary, ErrorBody, IngestOut, Offset
+from service.schemas import (
+    MAX_DOCUMENT_CHARS,
+    MAX_DOCUMENTS_PER_REQUEST,
+    DocumentList,
+    DocumentOut,
+    DocumentsIn,
+    DocumentSummary,
+    ErrorBody,
+    IngestOut,
+    Offset,
+)
 
 router = APIRouter(prefix="/documents", tags=["documents"])
 
@@ -37,13 +66,15 @@ def _valid_id(doc_id: str) -> str:
         raise ApiError(422, str(exc)) from None
 
 
-@router.get("", response_model=DocumentList, responses=_ERRORS, summary="List the indexed documents")
-def list_documents(engine: EngineDep) -> DocumentList:
+@router.get(
+    "", response_model=DocumentList, responses=_ERRORS, summary="List the indexed documents (filtered as /search is)"
+)
+def list_documents(engine: EngineDep, filters: QueryFiltersDep = None) -> DocumentList:
     snap = engine.snapshot
     counts: dict[str, int] = {}
     for chunk in snap.chunks:
         counts[chunk.doc_id] = counts.get(chunk.doc_id, 0) + 1
-    docs = [DocumentSummary.of(d, counts.get(d.id, 0)) for d in snap.documents.values()]
+    docs = [DocumentSummary.of(d, counts.get(d.id, 0)) for d in select_documents(snap, filters)]
     return DocumentList(count=len(docs), documents=docs)
 
 
@@ -58,12 +89,117 @@ def get_document(doc_id: DocId, engine: EngineDep) -> DocumentOut:
     )
 
 
+class _MultipartRoute(APIRoute):
+    """Matches only requests whose body is ``multipart/form-data``; every other one falls through to the
+    next route on the same path (the JSON one)."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child = super().matches(scope)
+        if match is Match.FULL and not _is_multipart(scope):
+            return Match.NONE, {}
+        return match, child
+
+
+def _is_multipart(scope: Scope) -> bool:
+    headers = dict(scope.get("headers") or [])
+    return headers.get(b"content-type", b"").lower().lstrip().startswith(b"multipart/form-data")
+
+
+_FILES_HELP = (
+    f"Files to add or replace ({', '.join(sorted(SUPPORTED_SUFFIXES))}), the type read from the name's suffix. "
+    "A text, HTML, PDF or Word file's document id is its name without the suffix (report.pdf -> report); "
+    "JSON and JSONL files hold records with their own ids."
+)
+# The upload route is left out of the schema (two operations cannot share a path and method there): its body
+# is documented as the second content type of the JSON operation.
+_UPLOAD_BODY: dict[str, Any] = {
+    "requestBody": {
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["files"],
+                    "properties": {
+                        "files": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "minItems": 1,
+                            "description": _FILES_HELP,
+                        }
+                    },
+                }
+            }
+        }
+    }
+}
+
+
+async def upload_documents(
+    files: Annotated[list[UploadFile], File(description=_FILES_HELP)],
+    engine: EngineDep,
+    gate: GateDep,
+    settings: SettingsDep,
+) -> IngestOut:
+    named = []
+    for i, upload in enumerate(files):
+        name = (upload.filename or "").strip()
+        if not name:
+            raise ApiError(422, f"files[{i}] has no file name; the name's suffix says the file's type")
+        if (suffix := PurePath(name).suffix.lower()) not in SUPPORTED_SUFFIXES:
+            raise ApiError(422, f"{name}: {unsupported_type(suffix)}")
+        named.append((name, await upload.read()))
+    # Converting a PDF is model-sized work (seconds of CPU): admitted through the gate with the write itself.
+    report = await gate.run(_ingest_uploads, engine, named, settings.max_request_bytes)
+    return IngestOut.of(report)
+
+
+def _ingest_uploads(engine: Engine, files: Sequence[tuple[str, bytes]], max_bytes: int) -> IngestReport:
+    """Load the files as ``rag ingest`` would, then hold their documents to the JSON route's limits."""
+    loaded = load_uploads(files, max_bytes)
+    if len(loaded.documents) > MAX_DOCUMENTS_PER_REQUEST:
+        raise ApiError(
+            422,
+            f"the files hold {len(loaded.documents):,} documents; at most {MAX_DOCUMENTS_PER_REQUEST:,} are "
+            "accepted per request",
+        )
+    documents: list[Document] = []
+    skipped, seen = list(loaded.skipped), set()
+    for doc in loaded.documents:
+        where = doc.source or doc.id
+        if len(doc.text) > MAX_DOCUMENT_CHARS:
+            skipped.append((where, f"its text has {len(doc.text):,} characters; the limit is {MAX_DOCUMENT_CHARS:,}"))
+        elif doc.id in seen:
+            skipped.append((where, f"duplicate id {doc.id!r} in this request; the first one is kept"))
+        else:
+            seen.add(doc.id)
+            documents.append(doc)
+    return engine.upsert(documents, skipped=skipped)
+
+
+# Registered before the JSON route, so that it sees multipart requests first.
+router.add_api_route(
+    "",
+    upload_documents,
+    methods=["POST"],
+    response_model=IngestOut,
+    responses=_WRITE_ERRORS,
+    dependencies=[WriterDep],
+    include_in_schema=False,
+    route_class_override=_MultipartRoute,
+)
+
+
 @router.post(
     "",
     response_model=IngestOut,
     responses=_WRITE_ERRORS,
     dependencies=[WriterDep],
     summary="Add or replace documents (visible to the next query)",
+    description='JSON records (`{"documents": [...]}`), or files uploaded as `multipart/form-data` in the '
+    "repeatable field `files`: `curl -F files=@report.pdf -F files=@notes.docx`. Files that cannot be read "
+    "(a scanned PDF without a text layer, an encrypted one) are reported in `skipped` with the reason; a file "
+    "type that is not supported is refused (422).",
+    openapi_extra=_UPLOAD_BODY,
 )
 async def upsert_documents(body: DocumentsIn, engine: EngineDep, gate: GateDep) -> IngestOut:
     documents, skipped, seen = [], [], set()

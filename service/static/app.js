@@ -243,7 +243,7 @@
       const body = await api("/ask", {
         method: "POST",
         headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ question: question, top_k: ASK_TOP_K }),
+        body: JSON.stringify(askBody(question)),
         signal: controller.signal,
       });
       if (askController !== controller) return;
@@ -285,8 +285,33 @@
         "span",
         { class: "cite-meta" },
         el("span", { class: "doc-id" }, answer.document_id),
-        " · characters " + numberFormat.format(start) + "–" + numberFormat.format(end)
+        " · characters " + numberFormat.format(start) + "–" + numberFormat.format(end),
+        pageLabel(answer.page)
       )
+    );
+  }
+
+  /** " · p. N" for an answer or passage in a PDF (page from 1), nothing for other documents. */
+  function pageLabel(page) {
+    return Number.isInteger(page) ? el("span", { class: "page" }, " · p. " + numberFormat.format(page)) : null;
+  }
+
+  /** The answer's sentence with the answer marked, or (from a service without sentences) its passage. */
+  function sentenceNodes(a) {
+    const so = a.sentence_offset;
+    if (typeof a.sentence === "string" && so && Number.isInteger(so.start)) {
+      return highlighted(a.sentence, a.document_offset.start - so.start, a.document_offset.end - so.start);
+    }
+    return highlighted(a.context, a.context_offset.start, a.context_offset.end);
+  }
+
+  /** The passage the answer was read from, folded away until asked for. */
+  function passageDetails(a) {
+    return el(
+      "details",
+      { class: "answer-passage" },
+      el("summary", {}, "Show the passage"),
+      el("p", { class: "context" }, highlighted(a.context, a.context_offset.start, a.context_offset.end))
     );
   }
 
@@ -328,7 +353,8 @@
           el("h2", { id: "top-answer-heading", class: "eyebrow" }, "Answer"),
           el("p", { class: "answer-text" }, top.text),
           confidence(top.score, true),
-          el("blockquote", { class: "context" }, highlighted(top.context, top.context_offset.start, top.context_offset.end)),
+          el("blockquote", { class: "sentence" }, sentenceNodes(top)),
+          passageDetails(top),
           citation(top)
         )
       );
@@ -346,7 +372,8 @@
                   "li",
                   { class: "other-answer" },
                   el("p", { class: "other-text" }, el("strong", {}, a.text), el("span", { class: "score" }, " · " + percent(a.score) + " confidence")),
-                  el("p", { class: "other-context" }, highlighted(a.context, a.context_offset.start, a.context_offset.end)),
+                  el("p", { class: "other-context" }, sentenceNodes(a)),
+                  passageDetails(a),
                   citation(a)
                 )
               )
@@ -421,7 +448,13 @@
         "p",
         { class: "passage-head" },
         el("a", { href: documentHref(p.document_id, start, end) }, p.title || p.document_id),
-        el("span", { class: "passage-meta" }, el("span", { class: "doc-id" }, p.document_id), " · " + scores.join(" · "))
+        el(
+          "span",
+          { class: "passage-meta" },
+          el("span", { class: "doc-id" }, p.document_id),
+          pageLabel(p.page),
+          " · " + scores.join(" · ")
+        )
       ),
       text,
       toggle
@@ -438,6 +471,64 @@
       return;
     }
     ask(question);
+  });
+
+  // ------------------------------------------------------------------------------------------ filters
+
+  let filterDocumentsLoaded = false;
+
+  /** The /ask body: the question, and the filters when any is chosen. */
+  function askBody(question) {
+    const filters = chosenFilters();
+    return filters ? { question: question, top_k: ASK_TOP_K, filters: filters } : { question: question, top_k: ASK_TOP_K };
+  }
+
+  /** The filters chosen on the page as the API's `filters` object, or null when none is chosen. */
+  function chosenFilters() {
+    const filters = {};
+    const ids = Array.from($("filter-docs").selectedOptions, (option) => option.value);
+    if (ids.length) filters.document_ids = ids;
+    if ($("filter-from").value) filters.published_from = $("filter-from").value; // a date input gives YYYY-MM-DD
+    if ($("filter-to").value) filters.published_to = $("filter-to").value;
+    return Object.keys(filters).length ? filters : null;
+  }
+
+  function showFilterCount() {
+    const filters = chosenFilters() || {};
+    const n = Object.keys(filters).length;
+    $("filters-count").textContent = n ? "(" + plural(n, "filter", "filters") + " on)" : "";
+  }
+
+  /** The document picker, filled from GET /documents the first time the filters are opened. */
+  async function loadFilterDocuments() {
+    if (filterDocumentsLoaded) return;
+    filterDocumentsLoaded = true;
+    const picker = $("filter-docs");
+    try {
+      const body = await api("/documents");
+      const name = (d) => String(d.title || d.id);
+      const docs = (Array.isArray(body.documents) ? body.documents : []).slice().sort((a, b) => name(a).localeCompare(name(b)));
+      clear(picker);
+      for (const d of docs.slice(0, DOC_LIST_LIMIT)) picker.append(el("option", { value: d.id, title: d.id }, name(d)));
+      if (docs.length > DOC_LIST_LIMIT) {
+        $("filter-docs-hint").textContent =
+          "The first " + numberFormat.format(DOC_LIST_LIMIT) + " of " + numberFormat.format(docs.length) + " documents by title. None chosen: every document.";
+      }
+    } catch (err) {
+      filterDocumentsLoaded = false; // try again the next time the filters are opened
+      showError($("ask-error"), err);
+    }
+  }
+
+  $("ask-filters").addEventListener("toggle", () => {
+    if ($("ask-filters").open) loadFilterDocuments();
+  });
+  for (const id of ["filter-docs", "filter-from", "filter-to"]) $(id).addEventListener("change", showFilterCount);
+  $("filters-clear").addEventListener("click", () => {
+    for (const option of $("filter-docs").options) option.selected = false;
+    $("filter-from").value = "";
+    $("filter-to").value = "";
+    showFilterCount();
   });
 
   // ------------------------------------------------------------------------------------------ documents
