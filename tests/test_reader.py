@@ -2,11 +2,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rag.reader.calibration import FEATURES, Calibrator, Candidate, candidate_features
 from rag.reader.model import DEFAULT_READER_DIR, base_model_path
 from rag.reader.train import label_windows
-from rag.reader.windows import best_spans, make_windows, pad_batch
+from rag.reader.windows import Window, best_spans, make_windows, pad_batch
 from rag.squad import GoldAnswer, SquadQuestion
 from rag.types import Chunk, Hit
 
@@ -187,3 +189,39 @@ def test_answers_are_distinct_by_text_and_by_place():
     assert not is_distinct(("other", 5, 11, "28500"), kept)  # the same text elsewhere
     assert is_distinct(("doc", 106, 110, "us"), kept)  # touching is not overlapping
     assert is_distinct(("other", 100, 102, "28"), kept)  # the same place in another document
+
+
+def _brute_force_spans(w, start, end, max_answer_tokens, top_n):
+    """Every allowed (start, end) pair scored and fully sorted: what best_spans' partial selection must equal."""
+    a, b = w.context_start, w.context_end
+    pairs = [(float(start[i] + end[j]), i, j) for i in range(a, b) for j in range(i, min(b, i + max_answer_tokens))]
+    pairs.sort(key=lambda p: (-p[0], -p[1], -p[2]))
+    out = []
+    for score, i, j in pairs[:top_n]:
+        s, e = w.offsets[i][0], w.offsets[j][1]
+        if e > s:
+            out.append((s, e, round(score, 4)))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    length=st.integers(3, 256),
+    context=st.tuples(st.integers(1, 60), st.integers(0, 256)),
+    max_answer_tokens=st.integers(1, 40),
+    top_n=st.integers(1, 30),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_best_spans_equal_a_full_sort_of_every_allowed_span(length, context, max_answer_tokens, top_n, seed):
+    rng = np.random.default_rng(seed)
+    cs = min(context[0], length - 1)
+    ce = min(length, cs + context[1])
+    offsets = [(0, 0)] * cs + [(3 * t, 3 * t + rng.integers(0, 3)) for t in range(ce - cs)] + [(0, 0)] * (length - ce)
+    w = Window(0, [0] * length, [0] * length, [(int(s), int(e)) for s, e in offsets], cs, ce)
+    start = rng.normal(size=length).astype(np.float32)
+    end = rng.normal(size=length).astype(np.float32)
+    got = [
+        (c.start, c.end, round(c.score, 4))
+        for c in best_spans(w, start, end, max_answer_tokens=max_answer_tokens, top_n=top_n)
+    ]
+    assert got == _brute_force_spans(w, start, end, max_answer_tokens, top_n)

@@ -173,19 +173,27 @@ def best_spans(
     s = start_logits[a:b].astype(np.float32)
     e = end_logits[a:b].astype(np.float32)
     n = b - a
-    scores = s[:, None] + e[None, :]
-    i, j = np.indices((n, n))
-    scores = np.where((j >= i) & (j < i + max_answer_tokens), scores, -np.inf)
-    flat = np.argsort(scores, axis=None)[::-1][:top_n]
+    # Only the band of allowed spans (start i, end i + d for d < max_answer_tokens) is scored, and the best
+    # top_n are picked by partial selection: n x 30 scores instead of sorting all n x n (n is up to ~250).
+    width = min(max_answer_tokens, n)
+    ends = np.arange(n)[:, None] + np.arange(width)[None, :]
+    band = np.where(ends < n, s[:, None] + e[np.minimum(ends, n - 1)], -np.inf)
+    k = min(top_n, band.size)
+    if k <= 0:
+        return []
+    part = np.argpartition(-band, k - 1, axis=None)[:k]
+    order = part[np.lexsort((-part, -band.ravel()[part]))]  # best first; ties: the later span first, as before
     null = float(start_logits[0] + end_logits[0])
     out: list[SpanCandidate] = []
-    for idx in flat:
-        si, ei = divmod(int(idx), n)
-        if not np.isfinite(scores[si, ei]):
+    for idx in order:
+        si, d = divmod(int(idx), width)
+        score = band[si, d]
+        if not np.isfinite(score):
             break
+        ei = si + d
         start = window.offsets[a + si][0]
         end = window.offsets[a + ei][1]
         if end <= start:
             continue
-        out.append(SpanCandidate(window.passage_index, start, end, float(scores[si, ei]), null))
+        out.append(SpanCandidate(window.passage_index, start, end, float(score), null))
     return out
