@@ -30,7 +30,9 @@ for needed in "$SQUAD" "$SCIFACT/corpus.jsonl" "$SCIFACT/queries.jsonl" "$SCIFAC
     fi
 done
 
-common=(--concurrency "$CONCURRENCY")
+# One /ask per question: the reports' latencies are then per question, comparable across versions (`rag eval`
+# batches 16 questions per POST /ask/batch by default, with the same answers, and reports batch round trips).
+common=(--concurrency "$CONCURRENCY" --batch-size 1)
 if [[ -n ${LIMIT:-} ]]; then
     common+=(--limit "$LIMIT")
 fi
