@@ -53,7 +53,32 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC), name="static")
     app.add_middleware(RequestMiddleware, metrics=app.state.metrics, max_body=settings.max_request_bytes)
+    build_openapi = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            query_params_without_null(build_openapi())  # FastAPI's schema, cached on the app, adjusted in place
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def query_params_without_null(schema: dict) -> None:
+    """Optional query parameters described as what a query string can carry.
+
+    ``source: str | None = None`` comes out as ``anyOf: [string, null]``, but a query string cannot send a JSON
+    null (a parameter is absent or a string); the null branch made schema-based fuzzers send ``source=false``
+    as "schema-violating" data, which on the wire is the valid string "false"."""
+    for path in schema.get("paths", {}).values():
+        for operation in path.values():
+            for param in operation.get("parameters", []) if isinstance(operation, dict) else []:
+                inner = param.get("schema", {})
+                branches = inner.get("anyOf")
+                if param.get("in") == "query" and branches and {"type": "null"} in branches:
+                    rest = [b for b in branches if b != {"type": "null"}]
+                    if len(rest) == 1:
+                        param["schema"] = {**{k: v for k, v in inner.items() if k != "anyOf"}, **rest[0]}
 
 
 def app_factory() -> FastAPI:

@@ -363,3 +363,13 @@ class Health(BaseModel):
     documents: int | None = None
     chunks: int | None = None
     reader: str | None = None
+
+
+#: A 400 from the HTTP server itself (uvicorn's parser, before the app sees the request) is plain text, not
+#: ``ErrorBody``: `make fuzz` met it on GET operations whose repeatable query parameters carried long runs of
+#: unusual characters.
+UNPARSEABLE_REQUEST: dict[str, Any] = {
+    "model": ErrorBody,
+    "description": "Bad request; a request the HTTP server cannot parse gets its plain-text 400, before the app",
+    "content": {"text/plain": {"schema": {"type": "string"}}},
+}

@@ -13,6 +13,7 @@ from service.errors import ApiError
 from service.schemas import (
     MAX_QUESTION_CHARS,
     MAX_SEARCH_K,
+    UNPARSEABLE_REQUEST,
     AskBatchRequest,
     AskBatchResponse,
     AskRequest,
@@ -59,7 +60,12 @@ async def ask_batch(body: AskBatchRequest, engine: EngineDep, gate: GateDep, req
     return AskBatchResponse(results=[AskResponse.of(r) for r in results])
 
 
-@router.get("/search", response_model=SearchResponse, responses=_ERRORS, summary="Retrieve passages only")
+@router.get(
+    "/search",
+    response_model=SearchResponse,
+    responses={**_ERRORS, 400: UNPARSEABLE_REQUEST},
+    summary="Retrieve passages only",
+)
 async def search(
     engine: EngineDep,
     gate: GateDep,

@@ -32,6 +32,7 @@ from service.errors import ApiError
 from service.schemas import (
     MAX_DOCUMENT_CHARS,
     MAX_DOCUMENTS_PER_REQUEST,
+    UNPARSEABLE_REQUEST,
     DocumentList,
     DocumentOut,
     DocumentsIn,
@@ -67,7 +68,10 @@ def _valid_id(doc_id: str) -> str:
 
 
 @router.get(
-    "", response_model=DocumentList, responses=_ERRORS, summary="List the indexed documents (filtered as /search is)"
+    "",
+    response_model=DocumentList,
+    responses={**_ERRORS, 400: UNPARSEABLE_REQUEST},
+    summary="List the indexed documents (filtered as /search is)",
 )
 def list_documents(engine: EngineDep, filters: QueryFiltersDep = None) -> DocumentList:
     snap = engine.snapshot
