@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from rag.filters import Filters
 from rag.pipeline import QAPipeline
 from rag.settings import Settings
 from rag.shards import ShardedIndex, is_sharded
-from rag.store import CorpusIndex, index_exists
+from rag.store import CorpusIndex, current_generation, write_lock
 from rag.types import AskResult, Document, Hit, IngestReport
 
 log = logging.getLogger("rag.engine")
@@ -37,6 +38,10 @@ def model_record(embedder: Embedder) -> dict:
     }
 
 
+#: How often a serving engine looks for a commit made by another process (one stat of CURRENT).
+REFRESH_INTERVAL_S = 1.0
+
+
 class Engine:
     """``pipeline`` answers questions; an engine opened only to write (``rag ingest``) needs just the embedder."""
 
@@ -50,6 +55,8 @@ class Engine:
         self._write_lock = threading.Lock()
         self.load_error: str | None = None
         self._missing = False  # no index on disk yet: the first write creates one
+        self._checked_at = time.monotonic()
+        self._refreshing = threading.Lock()
 
     @classmethod
     def open(cls, settings: Settings, *, create: bool = False, read: bool = True) -> Engine:
@@ -113,7 +120,39 @@ class Engine:
         snap = self._snapshot
         if snap is None:
             raise IndexNotFound(self.load_error or f"no index loaded from {self.index_dir}")
+        self._notice_commits(snap)
         return snap
+
+    def _notice_commits(self, snap: CorpusIndex) -> None:
+        """At most once a second, look whether another process committed (``CURRENT`` names a newer
+        generation); if so, load it in a background thread and swap it in when loaded. Reads go on against
+        the snapshot they have meanwhile, so a second service worker sees a write within about a second plus
+        the load time, without a restart and without blocking a request."""
+        now = time.monotonic()
+        if now - self._checked_at < REFRESH_INTERVAL_S or self._refreshing.locked() or is_sharded(self.index_dir):
+            return
+        self._checked_at = now
+        try:
+            latest = current_generation(self.index_dir)
+        except RagError:
+            return  # a garbled CURRENT: keep serving what is loaded (a writer will refuse it with the reason)
+        if latest is None or latest == f"gen-{snap.generation:06d}":
+            return
+
+        def load() -> None:
+            with self._refreshing:
+                try:
+                    fresh = CorpusIndex.load(self.index_dir, settings=self.settings.index_settings(), model=self.model)
+                except RagError as exc:
+                    log.warning("a newer commit (%s) could not be loaded: %s", latest, exc)
+                    return
+                with self._write_lock:
+                    current = self._snapshot
+                    if current is None or fresh.generation > current.generation:
+                        self._snapshot = fresh
+                        log.info("index: now serving %s (committed by another process)", latest)
+
+        threading.Thread(target=load, name="rag-index-refresh", daemon=True).start()
 
     # ------------------------------------------------------------------------------------------- reads
 
@@ -157,14 +196,23 @@ class Engine:
         skipped: Sequence[tuple[str, str]] = (),
         progress=None,
     ) -> IngestReport:
-        """Apply changes, save the new generation, then make it the live snapshot."""
-        with self._write_lock:
-            if self._snapshot is None and self._missing and not index_exists(self.index_dir):
+        """Apply changes to the latest commit, save the new generation, then make it the live snapshot.
+
+        The index folder's write lock is held from reading the latest commit to switching ``CURRENT``: another
+        process (a second service worker, a `rag ingest`) that committed since this engine loaded its snapshot
+        is read first, so its documents are kept, and two writers never pick the same generation."""
+        with self._write_lock, write_lock(self.index_dir):
+            latest = current_generation(self.index_dir)
+            if latest is None and self._snapshot is None and self._missing:
                 self._snapshot = CorpusIndex.empty(self.settings.index_settings(), self.model)
                 self.load_error = None
+            elif latest is not None and not is_sharded(self.index_dir):
+                snap = self._snapshot
+                if snap is None or f"gen-{snap.generation:06d}" != latest:
+                    self.reload()  # another writer committed since: start from its commit
             base = self.snapshot
             updated, report = base.apply(upserts, deletes, embedder=self.embedder, progress=progress, skipped=skipped)
             if report.changed:
-                updated.save(self.index_dir)
+                updated.save(self.index_dir, locked=True)
                 self._snapshot = updated
             return report

@@ -8,6 +8,7 @@
     ├── IndexMismatch        an index built with another model or other settings
     ├── IndexCorrupt         an index folder whose files do not match its manifest
     ├── ReadOnlyIndex        a write to an index served read-only (a sharded index)
+    ├── IndexBusy            another writer held the index's write lock for too long
     └── ModelError           a model could not be loaded
 
 The service maps these to HTTP status codes at its edge; library code never raises HTTP errors.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 __all__ = [
     "DocumentNotFound",
+    "IndexBusy",
     "IndexCorrupt",
     "IndexMismatch",
     "IndexNotFound",
@@ -63,6 +65,10 @@ class IndexCorrupt(RagError):
 
 class ReadOnlyIndex(RagError):
     """A write was asked of an index that is served read-only (a sharded index: written by ``rag ingest``)."""
+
+
+class IndexBusy(RagError):
+    """Another process held the index's write lock for longer than a writer waits."""
 
 
 class ModelError(RagError):

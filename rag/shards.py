@@ -358,5 +358,5 @@ class ShardedIndex(CorpusIndex):
             f"rag ingest PATH... --index {self.folder or 'DIR'} --engine ray --shards N (then restart the service)"
         )
 
-    def save(self, folder: str | Path) -> Path:
+    def save(self, folder: str | Path, *, locked: bool = False) -> Path:
         raise ReadOnlyIndex(f"a sharded index is written shard by shard (rag.shards.split_index), not into {folder}")

@@ -22,12 +22,13 @@ crash at any moment leaves the previous generation loadable.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -36,12 +37,19 @@ import numpy as np
 
 from rag.chunking import ChunkerSettings, chunk_text
 from rag.dense import DenseIndex
-from rag.errors import DocumentNotFound, IndexCorrupt, IndexMismatch, IndexNotFound, ValidationError
+from rag.errors import DocumentNotFound, IndexBusy, IndexCorrupt, IndexMismatch, IndexNotFound, ValidationError
 from rag.lexical import BM25Index, LexicalSettings
 from rag.types import Chunk, Document, Embeddings, IngestReport
 
 FORMAT_VERSION = 1
 CURRENT = "CURRENT"
+#: One writer at a time across processes holds this file locked (``fcntl.flock``), as Lucene's write.lock.
+LOCK_FILE = "write.lock"
+#: How long a writer waits for another one before giving up with IndexBusy.
+WRITE_LOCK_TIMEOUT_S = 300.0
+#: Generations kept besides the live one after a commit: a process that began loading the previous one a
+#: moment ago (another worker, a `rag ask`) still finds its files.
+KEEP_GENERATIONS = 2
 EMBED_BATCH = 256
 
 Progress = Callable[[int, int], None]
@@ -252,11 +260,17 @@ class CorpusIndex:
 
     # ------------------------------------------------------------------------------------------ disk
 
-    def save(self, folder: str | Path) -> Path:
-        """Write a new generation and switch ``CURRENT`` to it atomically; returns the generation folder."""
+    def save(self, folder: str | Path, *, locked: bool = False) -> Path:
+        """Write a new generation and switch ``CURRENT`` to it atomically; returns the generation folder.
+
+        Takes the folder's write lock unless the caller holds it (``locked``: ``Engine.write`` holds it from
+        reading the latest commit to this switch, so that no other writer's commit is lost)."""
         folder = Path(folder)
+        if not locked:
+            with write_lock(folder):
+                return self.save(folder, locked=True)
         folder.mkdir(parents=True, exist_ok=True)
-        for stray in folder.glob(".tmp-*"):
+        for stray in folder.glob(".tmp-*"):  # only a crashed writer's: the lock keeps the others out
             shutil.rmtree(stray, ignore_errors=True)
         current = _read_current(folder)
         number = max(self.generation, _generation_number(current) if current else 0) + 1
@@ -295,9 +309,9 @@ class CorpusIndex:
             os.fsync(fh.fileno())
         os.replace(pointer, folder / CURRENT)
         _fsync_dir(folder)
-        for old in folder.glob("gen-*"):
-            if old.name != name:
-                shutil.rmtree(old, ignore_errors=True)
+        older = sorted((g for g in folder.glob("gen-*") if g.name != name), key=lambda g: _generation_number(g.name))
+        for old in older[: max(0, len(older) - KEEP_GENERATIONS)]:
+            shutil.rmtree(old, ignore_errors=True)
         return final
 
     @classmethod
@@ -442,12 +456,60 @@ def _doc_from_record(rec: dict[str, Any]) -> Document:
     )
 
 
+def current_generation(folder: str | Path) -> str | None:
+    """The live generation's folder name, or None when the folder holds no index."""
+    return _read_current(Path(folder))
+
+
+@contextlib.contextmanager
+def write_lock(folder: str | Path, timeout: float = WRITE_LOCK_TIMEOUT_S) -> Iterator[None]:
+    """Hold the index folder's write lock (``write.lock``, ``fcntl.flock``): one writer at a time across
+    processes. A second writer waits up to ``timeout`` seconds, then gets IndexBusy. The lock goes with the
+    process, so a crashed writer never leaves it held."""
+    import fcntl
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / LOCK_FILE, "a+b") as fh:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise IndexBusy(
+                        f"another writer has held {folder / LOCK_FILE} for over {timeout:.0f} s; "
+                        "try again when it is done"
+                    ) from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
 def _read_current(folder: Path) -> str | None:
+    """``CURRENT``'s generation name; None when there is no ``CURRENT``. A ``CURRENT`` that names no
+    generation is an error, never "no index" (the next write would otherwise start an empty index)."""
     try:
         name = (folder / CURRENT).read_text(encoding="utf-8").strip()
-    except OSError:
+    except FileNotFoundError:
         return None
-    return name if name.startswith("gen-") and "/" not in name else None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise IndexCorrupt(f"cannot read {folder / CURRENT} ({exc}); {_recover(folder)}") from exc
+    if not (name.startswith("gen-") and "/" not in name and (folder / name).is_dir()):
+        raise IndexCorrupt(
+            f"{folder / CURRENT} names {name[:80]!r}, which is not a generation here; {_recover(folder)}"
+        )
+    return name
+
+
+def _recover(folder: Path) -> str:
+    kept = sorted((g.name for g in folder.glob("gen-*") if (g / "manifest.json").is_file()), key=_generation_number)
+    if kept:
+        return f"to go back to the newest complete generation: echo {kept[-1]} > {folder / CURRENT}"
+    return f"rebuild it with: rag ingest <your files> --index {folder} --rebuild"
 
 
 def _generation_number(name: str) -> int:

@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rag.errors import (
     DocumentNotFound,
+    IndexBusy,
     IndexCorrupt,
     IndexMismatch,
     IndexNotFound,
@@ -105,6 +106,8 @@ def install(app: FastAPI) -> None:
             return error_response(422, str(exc), "validation_error")
         if isinstance(exc, ReadOnlyIndex):
             return error_response(409, str(exc), "read_only_index")
+        if isinstance(exc, IndexBusy):
+            return error_response(503, str(exc), "index_busy", headers={"Retry-After": "5"})
         if isinstance(exc, IndexNotFound | IndexCorrupt | IndexMismatch):
             return error_response(503, f"index not loaded: {exc}", "index_unavailable")
         log.exception("library error on %s", request.url.path)

@@ -42,7 +42,8 @@ def test_a_broken_index_is_reported_once(tmp_path, caplog):
     with caplog.at_level(logging.ERROR):
         r = runner.invoke(app, ["ask", "x", "--index", str(broken), "--reader", "heuristic"])
     assert r.exit_code == EXIT_INDEX, r.output
-    assert said(r.stderr).count("has no readable manifest.json") == 1, r.stderr
+    assert said(r.stderr).count("which is not a generation here") == 1, r.stderr
+    assert "rebuild it with: rag ingest" in said(r.stderr)
     assert not [rec for rec in caplog.records if rec.name == "rag.engine"], "the CLI reports it; no second copy"
 
 

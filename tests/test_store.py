@@ -109,11 +109,16 @@ def test_save_and_load_round_trip(embedder, model, tmp_path, seed_text):
 def test_a_new_save_replaces_the_generation_and_cleans_up(embedder, model, tmp_path):
     index, _ = CorpusIndex.empty(IndexSettings(), model).apply([doc(1)], embedder=embedder)
     index.save(tmp_path)
-    index2, _ = index.apply([doc(2)], embedder=embedder)
-    index2.save(tmp_path)
+    (tmp_path / ".tmp-gen-000009-1").mkdir()  # what a crashed writer leaves
+    for n in (2, 3, 4):
+        index, _ = index.apply([doc(n)], embedder=embedder)
+        index.save(tmp_path)
     gens = sorted(p.name for p in tmp_path.glob("gen-*"))
-    assert gens == [(tmp_path / "CURRENT").read_text().strip()]
-    assert set(CorpusIndex.load(tmp_path).documents) == {"d1", "d2"}
+    # the live generation and the KEEP_GENERATIONS (2) before it, for processes still loading them
+    assert gens == ["gen-000002", "gen-000003", "gen-000004"]
+    assert (tmp_path / "CURRENT").read_text().strip() == "gen-000004"
+    assert not list(tmp_path.glob(".tmp-*"))
+    assert set(CorpusIndex.load(tmp_path).documents) == {"d1", "d2", "d3", "d4"}
 
 
 def test_mismatched_settings_or_model_are_refused_with_a_rebuild_hint(embedder, model, tmp_path):

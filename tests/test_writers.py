@@ -1,0 +1,111 @@
+"""Several writers on one index folder (rag/store.py write_lock, rag/engine.py Engine.write): nothing lost.
+
+Each process's Engine starts from its own snapshot; the write lock is held from reading the latest commit to
+switching CURRENT, so a commit made by another process since is read first and kept."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from rag.engine import Engine
+from rag.errors import IndexBusy, IndexCorrupt
+from rag.store import CURRENT, KEEP_GENERATIONS, CorpusIndex, write_lock
+from rag.types import Document
+from tests.conftest import make_settings
+
+WRITER = """
+import sys
+from rag.engine import Engine
+from rag.settings import Settings
+from rag.types import Document
+folder, name, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+engine = Engine.open(Settings(_env_file=None, index_dir=folder), create=True, read=False)
+for i in range(n):
+    engine.upsert([Document(id=f"{name}-{i}", title=f"{name} {i}", text=f"Report {i} from writer {name}. It rained.")])
+print("done", name)
+"""
+
+
+def _doc(doc_id: str) -> Document:
+    return Document(id=doc_id, title=doc_id, text=f"{doc_id} says the harbour opened in 1932.")
+
+
+def test_two_processes_writing_at_once_lose_nothing(tmp_path):
+    folder = tmp_path / "index"
+    writers = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(folder), name, "12"], stdout=subprocess.PIPE, text=True)
+        for name in ("a", "b")
+    ]
+    for w in writers:
+        out, _ = w.communicate(timeout=600)
+        assert w.returncode == 0 and out.strip().startswith("done")
+    index = CorpusIndex.load(folder)
+    assert sorted(index.documents) == sorted(f"{n}-{i}" for n in "ab" for i in range(12))
+    assert index.generation == 24  # every write was its own commit, none overwrote another
+    assert not list(folder.glob(".tmp-*"))
+
+
+def test_a_second_engine_serves_another_processs_commit_without_a_restart(tmp_path, embedder):
+    folder = tmp_path / "index"
+    writer = Engine(make_settings(folder), embedder)
+    writer.reload(create=True)
+    writer.upsert([_doc("first")])
+    reader = Engine(make_settings(folder), embedder)  # another worker: loaded before the next commit
+    reader.reload()
+    assert sorted(reader.snapshot.documents) == ["first"]
+    writer.upsert([_doc("second")])
+    deadline = time.monotonic() + 60
+    while "second" not in reader.snapshot.documents and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert sorted(reader.snapshot.documents) == ["first", "second"]
+    # and a write through the second engine keeps the first engine's commit
+    reader.upsert([_doc("third")])
+    assert sorted(CorpusIndex.load(folder).documents) == ["first", "second", "third"]
+
+
+def test_a_waiting_writer_gives_up_with_a_clear_error(tmp_path):
+    folder = tmp_path / "index"
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with write_lock(folder):
+            held.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    held.wait(30)
+    try:
+        with pytest.raises(IndexBusy, match="write.lock"), write_lock(folder, timeout=0.3):
+            pass
+    finally:
+        release.set()
+        thread.join()
+    with write_lock(folder, timeout=5):  # free again
+        pass
+
+
+def test_a_garbled_current_is_refused_with_the_way_back_and_nothing_is_deleted(tmp_path, embedder):
+    folder = tmp_path / "index"
+    engine = Engine(make_settings(folder), embedder)
+    engine.reload(create=True)
+    for name in ("one", "two", "three", "four"):
+        engine.upsert([_doc(name)])
+    gens = sorted(p.name for p in folder.glob("gen-*"))
+    assert len(gens) == 1 + KEEP_GENERATIONS  # the live one and the two before it
+    (folder / CURRENT).write_text("\x00garbage\n")
+    with pytest.raises(IndexCorrupt, match=f"echo {gens[-1]} >"):
+        CorpusIndex.load(folder)
+    fresh = Engine(make_settings(folder), embedder)
+    fresh.reload()
+    assert not fresh.ready and "not a generation" in (fresh.load_error or "")
+    with pytest.raises(Exception, match="not a generation"):
+        fresh.upsert([_doc("five")])
+    assert sorted(p.name for p in folder.glob("gen-*")) == gens  # nothing was deleted or started empty
+    (folder / CURRENT).write_text(gens[-1] + "\n")  # the way back the message gives
+    assert sorted(CorpusIndex.load(folder).documents) == ["four", "one", "three", "two"]
