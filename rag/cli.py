@@ -464,6 +464,24 @@ def fit_calibration(
     )
 
 
+@app.command("verify")
+def verify_index(index: IndexOpt = None) -> None:
+    """Check every byte of an index against its manifest's checksums (a load checks every file's size and
+    hashes the small ones; this also hashes the vectors, the FAISS index and the BM25 arrays)."""
+    from rag.shards import ShardedIndex, is_sharded
+    from rag.store import CorpusIndex
+
+    folder = _settings(index).index_dir
+    try:
+        if is_sharded(folder):
+            ShardedIndex.load(folder, verify="full")
+        else:
+            CorpusIndex.load(folder, verify="full")
+    except RagError as exc:
+        raise _fail(exc) from None
+    err.print(f"{escape(str(folder))}: every file matches its manifest")
+
+
 @app.command("export")
 def export_models() -> None:
     """Export the embedder and the reader to ONNX (and int8) for the configured runtimes, once per machine.

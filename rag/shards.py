@@ -325,7 +325,7 @@ class ShardedIndex(CorpusIndex):
         *,
         settings: IndexSettings | None = None,
         model: dict[str, Any] | None = None,
-        verify: bool = True,
+        verify: bool | str = True,
         global_idf: bool = True,
     ) -> ShardedIndex:
         """Load every shard the manifest lists; refuse a shard whose live generation is not the one listed."""

@@ -295,7 +295,9 @@ class CorpusIndex:
         self.dense.save(tmp / "dense.faiss")
         self.lexical.save(tmp / "bm25")
         manifest = self.manifest()
-        manifest["files"] = {str(p.relative_to(tmp)): _sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
+        files = sorted(p for p in tmp.rglob("*") if p.is_file())
+        manifest["files"] = {str(p.relative_to(tmp)): _sha256(p) for p in files}
+        manifest["file_bytes"] = {str(p.relative_to(tmp)): p.stat().st_size for p in files}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         _fsync_tree(tmp)
         final = folder / name
@@ -321,9 +323,12 @@ class CorpusIndex:
         *,
         settings: IndexSettings | None = None,
         model: dict[str, Any] | None = None,
-        verify: bool = True,
+        verify: bool | str = True,
     ) -> CorpusIndex:
-        """Load the live generation; refuse one built with another model or other settings."""
+        """Load the live generation; refuse one built with another model or other settings.
+
+        ``verify``: True checks every file's size and the checksums of the files under 1 MiB (a load costs
+        what it reads, not a hash of every vector); ``"full"`` hashes every byte (``rag verify``); False skips."""
         folder = Path(folder)
         rebuild = f"rebuild it with: rag ingest <your files> --index {folder} --rebuild"
         current = _read_current(folder)
@@ -358,10 +363,7 @@ class CorpusIndex:
                 f"but {json.dumps(settings.as_dict(), sort_keys=True)} were asked for; {rebuild}"
             )
         if verify:
-            for name, digest in manifest.get("files", {}).items():
-                path = gen / name
-                if not path.is_file() or _sha256(path) != digest:
-                    raise IndexCorrupt(f"index file {path} is missing or does not match its manifest; {rebuild}")
+            check_files(gen, manifest, full=verify == "full", rebuild=rebuild)
         try:
             docs = [
                 _doc_from_record(json.loads(line))
@@ -454,6 +456,26 @@ def _doc_from_record(rec: dict[str, Any]) -> Document:
         meta=rec.get("meta") or {},
         source=rec.get("source"),
     )
+
+
+#: Files up to this size are hashed at every load; larger ones (vectors, FAISS, BM25 arrays) have their size
+#: checked, and are hashed by ``rag verify`` (at 1M chunks the vectors alone are 1.5 GB: seconds to hash).
+HASH_ON_LOAD_BYTES = 1 << 20
+
+
+def check_files(gen: Path, manifest: Mapping[str, Any], *, full: bool, rebuild: str) -> None:
+    """Every file the manifest lists is there with its size; its sha256 matches when ``full`` or when small.
+    Manifests from before sizes were recorded get the full check."""
+    sizes = manifest.get("file_bytes") or {}
+    for name, digest in manifest.get("files", {}).items():
+        path = gen / name
+        if not path.is_file():
+            raise IndexCorrupt(f"index file {path} is missing; {rebuild}")
+        size = path.stat().st_size
+        if name in sizes and size != sizes[name]:
+            raise IndexCorrupt(f"index file {path} has {size} bytes, its manifest says {sizes[name]}; {rebuild}")
+        if (full or name not in sizes or size <= HASH_ON_LOAD_BYTES) and _sha256(path) != digest:
+            raise IndexCorrupt(f"index file {path} does not match its manifest's checksum; {rebuild}")
 
 
 def current_generation(folder: str | Path) -> str | None:

@@ -84,3 +84,17 @@ def test_nothing_usable_leaves_an_existing_index_alone(tmp_path, seed_index_dir,
     assert r.exit_code == EXIT_PROBLEMS, r.output
     assert "no usable documents" in said(r.stderr)
     assert sorted(p.relative_to(index) for p in index.rglob("*")) == before
+
+
+def test_verify_hashes_every_byte_and_names_the_file_that_differs(tmp_path, seed_index_dir):
+    index = tmp_path / "index"
+    shutil.copytree(seed_index_dir, index)
+    r = runner.invoke(app, ["verify", "--index", str(index)])
+    assert r.exit_code == 0 and "every file matches its manifest" in said(r.stderr)
+    faiss_file = index / (index / "CURRENT").read_text().strip() / "dense.faiss"
+    data = bytearray(faiss_file.read_bytes())
+    data[len(data) // 2] ^= 1  # same size, one bit off
+    faiss_file.write_bytes(bytes(data))
+    r = runner.invoke(app, ["verify", "--index", str(index)])
+    assert r.exit_code == EXIT_INDEX
+    assert "dense.faiss does not match its manifest's checksum" in said(r.stderr)

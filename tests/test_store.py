@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from rag import store
 from rag.chunking import ChunkerSettings
 from rag.embedding import Embedder, model_checksum
 from rag.errors import DocumentNotFound, IndexCorrupt, IndexMismatch, IndexNotFound
@@ -131,14 +132,23 @@ def test_mismatched_settings_or_model_are_refused_with_a_rebuild_hint(embedder, 
         CorpusIndex.load(tmp_path, settings=IndexSettings(), model={**model, "checksum": "0" * 64})
 
 
-def test_missing_and_corrupt_indexes_say_so(embedder, model, tmp_path):
+def test_missing_and_corrupt_indexes_say_so(embedder, model, tmp_path, monkeypatch):
     with pytest.raises(IndexNotFound, match="rag ingest"):
         CorpusIndex.load(tmp_path / "nothing")
     index, _ = CorpusIndex.empty(IndexSettings(), model).apply([doc(1)], embedder=embedder)
     gen = index.save(tmp_path)
+    vectors = (gen / "vectors.npy").read_bytes()
     (gen / "vectors.npy").write_bytes(b"garbage")
-    with pytest.raises(IndexCorrupt, match="does not match its manifest"):
+    with pytest.raises(IndexCorrupt, match=r"vectors.npy has 7 bytes, its manifest says \d+"):
         CorpusIndex.load(tmp_path)
+    flipped = vectors[:-1] + bytes([vectors[-1] ^ 1])  # same size, one bit off
+    (gen / "vectors.npy").write_bytes(flipped)
+    with pytest.raises(IndexCorrupt, match="does not match its manifest's checksum"):
+        CorpusIndex.load(tmp_path)  # a small file: hashed at every load
+    monkeypatch.setattr(store, "HASH_ON_LOAD_BYTES", 0)  # as if every file were large (vectors at scale)
+    CorpusIndex.load(tmp_path)  # sizes only: loads
+    with pytest.raises(IndexCorrupt, match="does not match its manifest's checksum"):
+        CorpusIndex.load(tmp_path, verify="full")  # what `rag verify` runs
     (gen / "manifest.json").write_text("{")
     with pytest.raises(IndexCorrupt, match="manifest"):
         CorpusIndex.load(tmp_path)
