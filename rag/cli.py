@@ -74,7 +74,10 @@ def progress_bar() -> Progress:
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Files or folders: .txt .md .html .json .jsonl, SQuAD JSON")],
     index: IndexOpt = None,
-    rebuild: Annotated[bool, typer.Option(help="Start a new index instead of updating the existing one")] = False,
+    rebuild: Annotated[
+        bool,
+        typer.Option(help="Build a new index from PATHS only, beside the live one, which it replaces when done"),
+    ] = False,
     delete: Annotated[
         list[str] | None, typer.Option("--delete", help="Also delete this document id (repeatable)")
     ] = None,
@@ -116,16 +119,12 @@ def ingest(
         raise typer.Exit(EXIT_PROBLEMS)
     try:
         engine = Engine(settings, Embedder(backend=settings.embed_backend, threads=settings.threads).load())
-        if rebuild:
-            import shutil
-
-            if (settings.index_dir / "CURRENT").exists():
-                shutil.rmtree(settings.index_dir)
-        engine.reload(create=True)
-        if engine.load_error:
-            raise IndexCorrupt(engine.load_error)
+        if not rebuild:  # --rebuild builds beside the live index: it stays live until the new one commits
+            engine.reload(create=True)
+            if engine.load_error:
+                raise IndexCorrupt(engine.load_error)
         deletes = list(delete or [])
-        if sync:
+        if sync and not rebuild:
             wanted = {d.id for d in loaded.documents}
             deletes += [d for d in engine.snapshot.documents if d not in wanted]
         with progress_bar() as bar:
@@ -134,7 +133,9 @@ def ingest(
             def on_progress(done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
 
-            report = engine.write(loaded.documents, deletes, skipped=loaded.skipped, progress=on_progress)
+            report = engine.write(
+                loaded.documents, deletes, skipped=loaded.skipped, progress=on_progress, fresh=rebuild
+            )
     except RagError as exc:
         raise _fail(exc) from None
     snap = engine.snapshot

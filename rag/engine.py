@@ -195,13 +195,23 @@ class Engine:
         *,
         skipped: Sequence[tuple[str, str]] = (),
         progress=None,
+        fresh: bool = False,
     ) -> IngestReport:
         """Apply changes to the latest commit, save the new generation, then make it the live snapshot.
+
+        ``fresh``: start from an empty index instead (``rag ingest --rebuild``): the new index is built beside
+        the old one, which stays live until the commit switches ``CURRENT``.
 
         The index folder's write lock is held from reading the latest commit to switching ``CURRENT``: another
         process (a second service worker, a `rag ingest`) that committed since this engine loaded its snapshot
         is read first, so its documents are kept, and two writers never pick the same generation."""
         with self._write_lock, write_lock(self.index_dir):
+            if fresh:
+                empty = CorpusIndex.empty(self.settings.index_settings(), self.model)
+                updated, report = empty.apply(upserts, (), embedder=self.embedder, progress=progress, skipped=skipped)
+                updated.save(self.index_dir, locked=True)
+                self._snapshot, self.load_error, self._missing = updated, None, False
+                return report
             latest = current_generation(self.index_dir)
             if latest is None and self._snapshot is None and self._missing:
                 self._snapshot = CorpusIndex.empty(self.settings.index_settings(), self.model)

@@ -272,8 +272,8 @@ class CorpusIndex:
         folder.mkdir(parents=True, exist_ok=True)
         for stray in folder.glob(".tmp-*"):  # only a crashed writer's: the lock keeps the others out
             shutil.rmtree(stray, ignore_errors=True)
-        current = _read_current(folder)
-        number = max(self.generation, _generation_number(current) if current else 0) + 1
+        # Above every generation here, whatever CURRENT says (a rebuild may replace a garbled CURRENT).
+        number = max([self.generation, *(_generation_number(g.name) for g in folder.glob("gen-*"))]) + 1
         name = f"gen-{number:06d}"
         tmp = folder / f".tmp-{name}-{os.getpid()}"
         tmp.mkdir()

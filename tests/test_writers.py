@@ -109,3 +109,28 @@ def test_a_garbled_current_is_refused_with_the_way_back_and_nothing_is_deleted(t
     assert sorted(p.name for p in folder.glob("gen-*")) == gens  # nothing was deleted or started empty
     (folder / CURRENT).write_text(gens[-1] + "\n")  # the way back the message gives
     assert sorted(CorpusIndex.load(folder).documents) == ["four", "one", "three", "two"]
+
+
+def test_a_rebuild_builds_beside_the_live_index_and_a_failed_one_leaves_it_live(tmp_path, embedder, monkeypatch):
+    from rag import store
+
+    folder = tmp_path / "index"
+    engine = Engine(make_settings(folder), embedder)
+    engine.reload(create=True)
+    engine.upsert([_doc("old")])
+
+    def crash(path):
+        raise OSError("disk gone")  # the rebuild dies after writing its files, before switching CURRENT
+
+    with monkeypatch.context() as m:
+        m.setattr(store, "_fsync_tree", crash)
+        with pytest.raises(OSError, match="disk gone"):
+            Engine(make_settings(folder), embedder).write([_doc("new")], (), fresh=True)
+    assert sorted(CorpusIndex.load(folder).documents) == ["old"]  # still live
+
+    (folder / CURRENT).write_text("garbage\n")  # a rebuild is also the way out of a garbled CURRENT
+    rebuilt = Engine(make_settings(folder), embedder)
+    rebuilt.write([_doc("new")], (), fresh=True)
+    assert sorted(CorpusIndex.load(folder).documents) == ["new"]
+    assert len(list(folder.glob("gen-*"))) == 2  # the old generation is kept beside the new one
+    assert not list(folder.glob(".tmp-*"))  # the failed rebuild's leftovers were cleaned up
