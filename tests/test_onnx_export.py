@@ -184,3 +184,11 @@ def reader_weights() -> Path:
     from rag.reader.model import DEFAULT_READER_DIR
 
     return DEFAULT_READER_DIR / "model.safetensors"
+
+
+def test_sessions_do_not_spin_between_runs(tmp_path):
+    """The embedder's and the reader's sessions run one after the other in each request: spin-waiting threads
+    of the first took the cores from the second (rag.onnx.session)."""
+    path = onnx.export(tiny_bert(), tmp_path / "tiny.onnx", qa=False)
+    options = onnx.session(path, 1).get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
