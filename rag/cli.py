@@ -281,9 +281,12 @@ def ask(
         for i, a in enumerate(result.answers):
             head = "[bold green]Answer[/bold green]" if i == 0 else "[green]Also[/green]"
             console.print(f"{head} {escape(a.text)}  [dim](score {a.score:.2f})[/dim]")
-            before, after = a.context[: a.context_start], a.context[a.context_end :]
+            # The sentence that holds the answer (the passage is in --json): readable for "why" and "how".
+            lo, hi = a.start - a.sentence_start, a.end - a.sentence_start
+            before, after = a.sentence[:lo], a.sentence[hi:]
             console.print(f"  {escape(before)}[reverse bold]{escape(a.text)}[/reverse bold]{escape(after)}")
-            console.print(f"  [dim]— {escape(a.title)} [{escape(a.doc_id)}], characters {a.start}–{a.end}[/dim]")
+            page = f", page {a.page}" if a.page else ""
+            console.print(f"  [dim]— {escape(a.title)} [{escape(a.doc_id)}]{page}, characters {a.start}–{a.end}[/dim]")
     if not as_json:
         console.print(f"[dim]{json.dumps(result.timings_ms)}[/dim]")
     if result.no_answer:

@@ -98,3 +98,12 @@ def test_verify_hashes_every_byte_and_names_the_file_that_differs(tmp_path, seed
     r = runner.invoke(app, ["verify", "--index", str(index)])
     assert r.exit_code == EXIT_INDEX
     assert "dense.faiss does not match its manifest's checksum" in said(r.stderr)
+
+
+def test_ask_prints_the_sentence_that_holds_the_answer(seed_index_dir):
+    r = runner.invoke(app, ["ask", "How many troops are in US Forces Korea?", "--index", str(seed_index_dir)])
+    assert r.exit_code == 0, r.output
+    out = " ".join(said(r.stdout).split())
+    assert "28,500" in out
+    assert "describing the country as a “money machine”." in out  # the sentence, not the whole passage
+    assert "1.52 trillion won" not in out  # the next sentence of the passage is not printed
