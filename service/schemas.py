@@ -6,7 +6,16 @@ import datetime as dt
 import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from rag.dates import filter_date
 from rag.errors import ValidationError
@@ -98,26 +107,32 @@ class FiltersIn(Strict):
             raise ValueError(str(exc)) from None
 
 
+def refuse_bool(value: Any) -> Any:
+    """Integers in bodies: lax mode would read JSON ``true`` as 1; strict=True would also refuse 5.0, which JSON
+    Schema counts as an integer."""
+    if isinstance(value, bool):
+        raise ValueError("must be an integer, not true or false")
+    return value
+
+
+#: An integer field that refuses JSON booleans (``refuse_bool``).
+NOT_BOOL = BeforeValidator(refuse_bool)
+
+
 class AskRequest(Strict):
     question: str = Field(
         min_length=1, max_length=MAX_QUESTION_CHARS, examples=["How many troops are in US Forces Korea?"]
     )
-    top_k: int = Field(5, ge=1, le=MAX_TOP_K, description="Passages returned")
-    max_answers: int | None = Field(None, ge=1, le=10, description="Distinct answers returned at most")
+    top_k: Annotated[int, NOT_BOOL] = Field(5, ge=1, le=MAX_TOP_K, description="Passages returned")
+    max_answers: Annotated[int | None, NOT_BOOL] = Field(
+        None, ge=1, le=10, description="Distinct answers returned at most"
+    )
     filters: FiltersIn | None = Field(None, description="Answer only from the documents these keep")
 
     @field_validator("question")
     @classmethod
     def _question(cls, v: str) -> str:
         return clean_question(v)
-
-    @field_validator("top_k", "max_answers", mode="before")
-    @classmethod
-    def _not_a_bool(cls, v: Any) -> Any:
-        # Lax mode would read true as 1; strict=True would also refuse 5.0, which JSON Schema counts as an integer.
-        if isinstance(v, bool):
-            raise ValueError("must be an integer, not true or false")
-        return v
 
 
 class Offset(BaseModel):
@@ -219,16 +234,11 @@ class AskBatchRequest(Strict):
         "characters, not blank, no control characters); answered in this order",
         examples=[["How many troops are in US Forces Korea?", "Who is the Japanese prime minister?"]],
     )
-    top_k: int = Field(5, ge=1, le=MAX_TOP_K, description="Passages returned per question")
-    max_answers: int | None = Field(None, ge=1, le=10, description="Distinct answers returned per question at most")
+    top_k: Annotated[int, NOT_BOOL] = Field(5, ge=1, le=MAX_TOP_K, description="Passages returned per question")
+    max_answers: Annotated[int | None, NOT_BOOL] = Field(
+        None, ge=1, le=10, description="Distinct answers returned per question at most"
+    )
     filters: FiltersIn | None = Field(None, description="Answer every question only from the documents these keep")
-
-    @field_validator("top_k", "max_answers", mode="before")
-    @classmethod
-    def _not_a_bool(cls, v: Any) -> Any:
-        if isinstance(v, bool):
-            raise ValueError("must be an integer, not true or false")
-        return v
 
 
 class AskBatchResponse(BaseModel):
@@ -242,14 +252,7 @@ class SearchRequest(AskRequest):
     """``POST /search``: the ``/ask`` body plus ``k``, so a client can send one body to either (``top_k`` and
     ``max_answers`` are accepted and not used: ``k`` is the number of passages)."""
 
-    k: int = Field(10, ge=1, le=MAX_SEARCH_K, description="Passages returned")
-
-    @field_validator("k", mode="before")
-    @classmethod
-    def _k_not_a_bool(cls, v: Any) -> Any:
-        if isinstance(v, bool):
-            raise ValueError("must be an integer, not true or false")
-        return v
+    k: Annotated[int, NOT_BOOL] = Field(10, ge=1, le=MAX_SEARCH_K, description="Passages returned")
 
 
 class SearchResponse(BaseModel):
