@@ -90,7 +90,11 @@ class Filters:
                 return False
         if self.source and publisher(doc) != self.source.casefold():
             return False
-        return all(key in doc.meta and str(doc.meta[key]) == value for key, value in self.meta.items())
+        return self.meta_matches(doc.meta)
+
+    def meta_matches(self, meta: Mapping[str, Any]) -> bool:
+        """Every ``meta`` condition holds: the key is there and its value, as a string, is the one asked for."""
+        return all(key in meta and str(meta[key]) == value for key, value in self.meta.items())
 
 
 def publisher(doc: Document) -> str:
@@ -221,9 +225,7 @@ def _matching(index: CorpusIndex, table: _Table, filters: Filters) -> npt.NDArra
         keep &= table.publishers == filters.source.casefold()
     if filters.meta:
         for code in np.flatnonzero(keep):
-            meta = index.documents[table.ids[code]].meta
-            if not all(key in meta and str(meta[key]) == value for key, value in filters.meta.items()):
-                keep[code] = False
+            keep[code] = filters.meta_matches(index.documents[table.ids[code]].meta)
     return keep
 
 
