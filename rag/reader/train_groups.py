@@ -181,8 +181,8 @@ def train_groups(config: GroupTrainConfig, *, resume: bool = False, log: Callabl
     from safetensors.torch import load_file
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer, get_linear_schedule_with_warmup
 
-    from rag.reader.model import base_model_path, save_reader
     from rag.checksums import sha256_file
+    from rag.reader.model import base_model_path, save_reader
     from rag.reader.train import adamw
 
     torch.manual_seed(config.seed)
