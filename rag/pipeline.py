@@ -17,13 +17,13 @@ import numpy as np
 from rag.answer_text import trim_span
 from rag.embedding import Embedder
 from rag.errors import ModelError, ValidationError
-from rag.evaluation.metrics import normalize_answer
 from rag.filters import Filters
 from rag.lexical import BM25Index, LexicalSettings
 from rag.reader.calibration import Calibrator, Candidate, candidate_features
 from rag.retrieval import RetrievalSettings, retrieve
 from rag.sentences import sentence_around
 from rag.store import CorpusIndex
+from rag.text import normalize_answer
 from rag.types import Answer, AskResult, Embeddings, Hit
 
 if TYPE_CHECKING:

@@ -17,6 +17,7 @@ from pydantic import (
     model_validator,
 )
 
+from rag import wire
 from rag.dates import filter_date
 from rag.errors import ValidationError
 from rag.filters import Filters
@@ -160,19 +161,7 @@ class AnswerOut(BaseModel):
 
     @classmethod
     def of(cls, a: Answer) -> AnswerOut:
-        return cls(
-            text=a.text,
-            score=a.score,
-            document_id=a.doc_id,
-            title=a.title,
-            document_offset=Offset(start=a.start, end=a.end),
-            context=a.context,
-            context_offset=Offset(start=a.context_start, end=a.context_end),
-            chunk_id=a.chunk_id,
-            sentence=a.sentence,
-            sentence_offset=Offset(start=a.sentence_start, end=a.sentence_end),
-            page=a.page,
-        )
+        return cls.model_validate(wire.answer_json(a))
 
 
 class PassageOut(BaseModel):
@@ -188,17 +177,7 @@ class PassageOut(BaseModel):
 
     @classmethod
     def of(cls, h: Hit, title: str, page: int | None = None) -> PassageOut:
-        return cls(
-            document_id=h.chunk.doc_id,
-            chunk_id=h.chunk.chunk_id,
-            title=title,
-            text=h.chunk.text,
-            score=round(h.score, 6),
-            dense_score=None if h.dense_score is None else round(h.dense_score, 4),
-            lexical_score=None if h.lexical_score is None else round(h.lexical_score, 4),
-            document_offset=Offset(start=h.chunk.start, end=h.chunk.end),
-            page=page,
-        )
+        return cls.model_validate(wire.passage_json(h, title, page))
 
 
 class AskResponse(BaseModel):
@@ -210,16 +189,7 @@ class AskResponse(BaseModel):
 
     @classmethod
     def of(cls, r: AskResult) -> AskResponse:
-        return cls(
-            question=r.question,
-            no_answer=r.no_answer,
-            answers=[AnswerOut.of(a) for a in r.answers],
-            passages=[
-                PassageOut.of(h, r.titles.get(h.chunk.doc_id, h.chunk.doc_id), r.pages.get(h.chunk.chunk_id))
-                for h in r.hits
-            ],
-            timings_ms=dict(r.timings_ms),
-        )
+        return cls.model_validate(wire.ask_json(r))
 
 
 class AskBatchRequest(Strict):

@@ -166,12 +166,23 @@ async def remote(url: str, ready_timeout_s: float = 120) -> AsyncIterator[tuple[
         yield client, await wait_ready(client, ready_timeout_s)
 
 
-@asynccontextmanager
-async def in_process(settings: Any, engine: Any = None) -> AsyncIterator[tuple[httpx.AsyncClient, dict]]:
-    """The app in this process; ``engine`` (already loaded) skips opening one, as tests do."""
-    from service.main import create_app
+#: The service's app factory, named as `rag serve` names it to uvicorn: the library does not import the service.
+APP_FACTORY = "service.main:create_app"
 
-    app = create_app(settings, engine=engine)
+
+def load_app_factory(name: str = APP_FACTORY) -> Callable[..., Any]:
+    import importlib
+
+    module, _, attr = name.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+@asynccontextmanager
+async def in_process(
+    settings: Any, engine: Any = None, app_factory: Callable[..., Any] | None = None
+) -> AsyncIterator[tuple[httpx.AsyncClient, dict]]:
+    """The app in this process; ``engine`` (already loaded) skips opening one, as tests do."""
+    app = (app_factory or load_app_factory())(settings, engine=engine)
     # ASGITransport does not run the lifespan, so run it here: it opens the engine when none was given.
     async with (
         app.router.lifespan_context(app),
@@ -474,6 +485,7 @@ class Target:
     reader: str | None = None
     settings: Any = None  # rag.settings.Settings for in-process
     engine: Any = None  # a loaded rag.engine.Engine to reuse in-process (tests)
+    app_factory: Callable[..., Any] | None = None  # in-process: create_app(settings, engine=...); default APP_FACTORY
     ready_timeout_s: float = 120.0
 
     def connect(self) -> AbstractAsyncContextManager[tuple[httpx.AsyncClient, dict]]:
@@ -489,7 +501,7 @@ class Target:
 
                 overrides: dict[str, Any] = {"index_dir": self.index, "reader": self.reader}
                 settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
-            return in_process(settings, self.engine)
+            return in_process(settings, self.engine, self.app_factory)
         return served(self.index, self.reader, self.ready_timeout_s)
 
 

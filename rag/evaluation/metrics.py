@@ -8,20 +8,12 @@ only an empty prediction matches.
 from __future__ import annotations
 
 import math
-import re
-import string
 from collections import Counter
 from collections.abc import Sequence
 
-_ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
-_PUNCT = frozenset(string.punctuation)
+from rag.text import normalize_answer
 
-
-def normalize_answer(text: str) -> str:
-    text = text.lower()
-    text = "".join(ch for ch in text if ch not in _PUNCT)
-    text = _ARTICLES.sub(" ", text)
-    return " ".join(text.split())
+__all__ = ["exact_match", "f1", "normalize_answer"]
 
 
 def _tokens(text: str) -> list[str]:

@@ -27,8 +27,8 @@ import numpy as np
 import numpy.typing as npt
 
 from rag.errors import ModelError
-from rag.evaluation.metrics import normalize_answer
 from rag.reader.heuristic import expected_labels
+from rag.text import normalize_answer
 from rag.types import Hit
 
 #: Every feature is independent of the corpus's size and make-up (no raw BM25 scores, whose scale follows the

@@ -24,9 +24,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from rag.evaluation.metrics import normalize_answer
 from rag.loaders import slug_id
 from rag.squad import article_text, load_squad
+from rag.text import normalize_answer
 from rag.types import Chunk
 
 
