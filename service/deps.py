@@ -1,4 +1,4 @@
-"""Dependencies shared by the routers: the engine, the gate, and the writer check."""
+"""Dependencies shared by the routers: the engine, the read and write gates, and the writer check."""
 
 from __future__ import annotations
 
@@ -30,6 +30,10 @@ def get_engine(request: Request) -> Engine:
 
 def get_gate(request: Request) -> Gate:
     return request.app.state.gate
+
+
+def get_write_gate(request: Request) -> Gate:
+    return request.app.state.write_gate
 
 
 def require_writer(request: Request, settings: Annotated[Settings, Depends(get_settings)]) -> None:
@@ -85,6 +89,9 @@ def query_filters(
 
 EngineDep = Annotated[Engine, Depends(get_engine)]
 GateDep = Annotated[Gate, Depends(get_gate)]
+#: Writes queue at their own gate (one at a time: the engine serialises them anyway), never in the read
+#: gate's slots, so a burst of uploads does not turn questions away.
+WriteGateDep = Annotated[Gate, Depends(get_write_gate)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 WriterDep = Depends(require_writer)
 QueryFiltersDep = Annotated[Filters | None, Depends(query_filters)]

@@ -45,6 +45,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.engine = engine
     app.state.startup_error = None
     app.state.gate = Gate(settings.max_concurrency, settings.max_queue)
+    app.state.write_gate = Gate(1, settings.max_queue)
     app.state.metrics = Metrics()
     errors.install(app)
     app.include_router(ask.router)

@@ -27,7 +27,7 @@ from rag.loaders import (
     unsupported_type,
 )
 from rag.types import Document, IngestReport
-from service.deps import EngineDep, GateDep, QueryFiltersDep, SettingsDep, WriterDep
+from service.deps import EngineDep, QueryFiltersDep, SettingsDep, WriteGateDep, WriterDep
 from service.errors import ApiError
 from service.schemas import (
     MAX_DOCUMENT_CHARS,
@@ -141,7 +141,7 @@ _UPLOAD_BODY: dict[str, Any] = {
 async def upload_documents(
     files: Annotated[list[UploadFile], File(description=_FILES_HELP)],
     engine: EngineDep,
-    gate: GateDep,
+    gate: WriteGateDep,
     settings: SettingsDep,
 ) -> IngestOut:
     named = []
@@ -152,7 +152,7 @@ async def upload_documents(
         if (suffix := PurePath(name).suffix.lower()) not in SUPPORTED_SUFFIXES:
             raise ApiError(422, f"{name}: {unsupported_type(suffix)}")
         named.append((name, await upload.read()))
-    # Converting a PDF is model-sized work (seconds of CPU): admitted through the gate with the write itself.
+    # Converting a PDF is model-sized work (seconds of CPU): admitted through the write gate with the write itself.
     report = await gate.run(_ingest_uploads, engine, named, settings.max_request_bytes)
     return IngestOut.of(report)
 
@@ -205,7 +205,7 @@ router.add_api_route(
     "type that is not supported is refused (422).",
     openapi_extra=_UPLOAD_BODY,
 )
-async def upsert_documents(body: DocumentsIn, engine: EngineDep, gate: GateDep) -> IngestOut:
+async def upsert_documents(body: DocumentsIn, engine: EngineDep, gate: WriteGateDep) -> IngestOut:
     documents, skipped, seen = [], [], set()
     for i, item in enumerate(body.documents):
         where = f"documents[{i}]"
@@ -230,6 +230,6 @@ async def upsert_documents(body: DocumentsIn, engine: EngineDep, gate: GateDep) 
     dependencies=[WriterDep],
     summary="Delete a document",
 )
-async def delete_document(doc_id: DocId, engine: EngineDep, gate: GateDep) -> IngestOut:
+async def delete_document(doc_id: DocId, engine: EngineDep, gate: WriteGateDep) -> IngestOut:
     report = await gate.run(engine.delete, [_valid_id(doc_id)])
     return IngestOut.of(report)
