@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -136,11 +137,13 @@ def ingest(
             report = engine.write(
                 loaded.documents, deletes, skipped=loaded.skipped, progress=on_progress, fresh=rebuild
             )
+        engine.wait_for_merges()  # a merge the write started commits before the process exits
     except RagError as exc:
         raise _fail(exc) from None
     snap = engine.snapshot
     console.print(
         f"index {settings.index_dir}: {len(snap.documents)} documents, {len(snap.chunks)} chunks "
+        f"in {len(snap.segments)} segment{'s' if len(snap.segments) != 1 else ''} "
         f"(added {len(report.added)}, replaced {len(report.replaced)}, unchanged {len(report.unchanged)}, "
         f"deleted {len(report.deleted)}, skipped {len(report.skipped)}; "
         f"{report.chunks_embedded} chunks embedded in {report.seconds:.1f} s)"
@@ -270,9 +273,9 @@ def ask(
     except RagError as exc:
         raise _fail(exc) from None
     if as_json:
-        from service.schemas import AskResponse
+        from rag.wire import ask_json
 
-        console.print_json(AskResponse.of(result).model_dump_json())
+        console.print_json(json.dumps(ask_json(result)))
     elif result.no_answer:
         console.print("[bold yellow]No answer:[/bold yellow] the articles do not seem to contain one.")
         for hit in result.hits[:top_k]:
@@ -484,6 +487,34 @@ def verify_index(index: IndexOpt = None) -> None:
     except RagError as exc:
         raise _fail(exc) from None
     err.print(f"{escape(str(folder))}: every file matches its manifest")
+
+
+@app.command("optimize")
+def optimize_index(index: IndexOpt = None) -> None:
+    """Merge every segment of the index into one (searches touch one FAISS and one BM25 index; the merge
+    policy otherwise keeps about ten segments per size tier). Nothing is embedded; readers switch when it
+    commits."""
+    from rag.embedding import Embedder
+    from rag.engine import Engine
+    from rag.store import merge
+
+    settings = _settings(index)
+    try:
+        engine = Engine(settings, Embedder(backend=settings.embed_backend, threads=settings.threads).load())
+        engine.reload()
+        if engine.load_error:
+            raise IndexCorrupt(engine.load_error)
+        before = len(engine.snapshot.segments)
+        started = time.perf_counter()
+        while engine.merge_once(merge.plan_all):
+            pass
+    except RagError as exc:
+        raise _fail(exc) from None
+    snap = engine.snapshot
+    console.print(
+        f"index {settings.index_dir}: {before} segments -> {len(snap.segments)} ({len(snap.chunks)} chunks) "
+        f"in {time.perf_counter() - started:.1f} s"
+    )
 
 
 @app.command("export")

@@ -42,7 +42,7 @@ from rag.shards import (
     shard_of,
     write_manifest,
 )
-from rag.store import EMBED_BATCH, CorpusIndex, IndexSettings, Prepared, _read_current, indexed_text
+from rag.store import EMBED_BATCH, CorpusIndex, IndexSettings, Prepared, indexed_text, read_current, stored_checksums
 from rag.types import Document, IngestReport
 
 log = logging.getLogger("rag.distributed")
@@ -283,14 +283,15 @@ def ingest(
 ) -> tuple[IngestReport, RayStats]:
     """Load, chunk and embed ``paths`` on Ray and apply them to the index in ``index_dir`` (created when missing).
 
-    Documents take the ids ``rag.loaders.plan_files`` gives, as the local path does. ``shards``: write (or
-    update) a sharded index with that many shards; None keeps the folder's layout (an ordinary index unless it
-    is already sharded). ``rebuild``: remove the index first, but only once there is something to write.
-    ``on_part`` is called with the count of staged files after each one is written (a progress hook; raising
-    from it interrupts the run, as a crash would).
+        Documents take the ids ``rag.loaders.plan_files`` gives, as the local path does. ``shards``: write (or
+        update) a sharded index with that many shards; None keeps the folder's layout (an ordinary index unless it
+        is already sharded). ``rebuild``: build a new index beside the live one (``.NAME.rebuild``), which stays
+    live until the new one is complete and is then swapped in.
+        ``on_part`` is called with the count of staged files after each one is written (a progress hook; raising
+        from it interrupts the run, as a crash would).
 
-    Raises LoadError, and writes nothing, when no usable document is found (unless only ``deletes`` are asked
-    for, without ``sync``): ``rebuild`` would remove the index and ``sync`` delete every document for nothing.
+        Raises LoadError, and writes nothing, when no usable document is found (unless only ``deletes`` are asked
+        for, without ``sync``): ``rebuild`` would remove the index and ``sync`` delete every document for nothing.
     """
     started = time.perf_counter()
     given = list(paths)
@@ -310,8 +311,17 @@ def ingest(
     if not documents and (sync or not deletes):
         raise LoadError(_nothing_usable(given, skipped))
     by_id = {d.id: d for d in documents}
+    live = folder  # where the finished index is
+    first_generation = 0
     if rebuild and ((folder / "CURRENT").exists() or is_sharded(folder)):
-        shutil.rmtree(folder)
+        # Built beside the live index, which stays live until the new one is swapped in at the end. A run
+        # interrupted before that keeps what it staged there (the next --rebuild resumes from it).
+        if (folder / "CURRENT").exists():
+            current = read_current(folder)
+            first_generation = int(current.removeprefix("gen-")) if current else 0
+        folder = folder.parent / f".{folder.name}.rebuild"
+        if (folder / "CURRENT").exists() or is_sharded(folder):
+            shutil.rmtree(folder)
     shard_count = _shard_count(folder, shards)
 
     # 2. what is already done: in the index with the same checksum, or staged by an interrupted run
@@ -373,11 +383,23 @@ def ingest(
         raise RagError(f"{len(missing)} documents were not embedded (first: {missing[0]!r}); run the ingest again")
     wanted = set(by_id)
     delete_ids = list(dict.fromkeys([*deletes, *([k for k in indexed if k not in wanted] if sync else [])]))
-    report = _apply(folder, documents, delete_ids, prepared, skipped, settings, model, shard_count)
+    report = _apply(folder, documents, delete_ids, prepared, skipped, settings, model, shard_count, first_generation)
     staging.remove()
+    if folder != live:
+        _swap_in(folder, live)
     stats.assemble = time.perf_counter() - t0
     stats.total = time.perf_counter() - started
     return replace(report, seconds=stats.total), stats
+
+
+def _swap_in(built: Path, live: Path) -> None:
+    """Put the index built in ``built`` where ``live`` is: two renames; the old index is removed after."""
+    old = live.parent / f".{live.name}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if live.exists():
+        os.rename(live, old)
+    os.rename(built, live)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _load_documents(
@@ -435,7 +457,7 @@ def _shard_count(folder: Path, shards: int | None) -> int | None:
         return existing
     if shards is not None:
         check_shard_count(shards)
-        if _read_current(folder) is not None:
+        if read_current(folder) is not None:
             raise ValidationError(f"{folder} is an unsharded index; rebuild it with --rebuild to shard it")
     return shards
 
@@ -443,11 +465,7 @@ def _shard_count(folder: Path, shards: int | None) -> int | None:
 def _indexed_checksums(folder: Path, shard_count: int | None) -> dict[str, str]:
     if shard_count is not None:
         return load_shard_checksums(folder)
-    current = _read_current(folder)
-    if current is None:
-        return {}
-    manifest = json.loads((folder / current / "manifest.json").read_text(encoding="utf-8"))
-    return {k: v["checksum"] for k, v in manifest["documents"].items()}
+    return stored_checksums(folder)
 
 
 def _apply(
@@ -459,10 +477,15 @@ def _apply(
     settings: IndexSettings,
     model: dict[str, Any],
     shard_count: int | None,
+    first_generation: int = 0,
 ) -> IngestReport:
+    """Apply the staged documents; ``first_generation``: number the commits above it (a rebuild built beside a
+    live index whose serving processes only move to a newer generation)."""
     if shard_count is None:
-        base = CorpusIndex.load(folder, settings=settings, model=model) if _read_current(folder) else None
-        base = base or CorpusIndex.empty(settings, model)
+        base = CorpusIndex.load(folder, settings=settings, model=model) if read_current(folder) else None
+        if base is None:
+            base = CorpusIndex.empty(settings, model)
+            base.generation = first_generation
         updated, report = base.apply(documents, deletes, embedder=None, prepared=prepared, skipped=skipped)
         if report.changed:
             updated.save(folder)
@@ -472,10 +495,10 @@ def _apply(
         shard_dir = folder / shard_name(number)
         mine = [d for d in documents if shard_of(d.id, shard_count) == number]
         gone = [d for d in deletes if shard_of(d, shard_count) == number]
-        base = CorpusIndex.load(shard_dir, settings=settings, model=model) if _read_current(shard_dir) else None
+        base = CorpusIndex.load(shard_dir, settings=settings, model=model) if read_current(shard_dir) else None
         base = base or empty_shard(settings, model, number)
         updated, part = base.apply(mine, gone, embedder=None, prepared=prepared)
-        if part.changed or _read_current(shard_dir) is None:
+        if part.changed or read_current(shard_dir) is None:
             updated.save(shard_dir)
         reports.append(part)
     write_manifest(folder, shard_count)

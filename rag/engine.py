@@ -1,8 +1,9 @@
 """The running system: models, the live index snapshot, and the one writer.
 
-Reads take the current snapshot (one reference read, no lock) and work on it; writes are serialised by a lock,
-build a new snapshot that shares every unchanged document's vectors, save it atomically, and then swap the
-reference. A query therefore sees the corpus either before or after a change, never half of one.
+Reads take the current snapshot (one reference read, no lock) and work on it; writes are serialised by a lock
+(and across processes by the index folder's write lock), build a new snapshot that shares every untouched
+segment, save the new segment and commit, and then swap the reference. A query therefore sees the corpus either
+before or after a change, never half of one. Segments are merged in a background thread (rag/store/merge.py).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rag import dense
@@ -20,7 +21,7 @@ from rag.filters import Filters
 from rag.pipeline import QAPipeline
 from rag.settings import Settings
 from rag.shards import ShardedIndex, is_sharded
-from rag.store import CorpusIndex, current_generation, write_lock
+from rag.store import CorpusIndex, Segment, current_generation, merge, replace_segments, write_lock
 from rag.types import AskResult, Document, Hit, IngestReport
 
 log = logging.getLogger("rag.engine")
@@ -57,6 +58,9 @@ class Engine:
         self._missing = False  # no index on disk yet: the first write creates one
         self._checked_at = time.monotonic()
         self._refreshing = threading.Lock()
+        #: Merge segments in a background thread after writes (``False``: only when ``merge_once`` is called).
+        self.background_merges = True
+        self._merger: threading.Thread | None = None
 
     @classmethod
     def open(cls, settings: Settings, *, create: bool = False, read: bool = True) -> Engine:
@@ -87,7 +91,8 @@ class Engine:
             raise RagError("this engine was opened for writing only")
         return self._pipeline
 
-    def reload(self, *, create: bool = False) -> None:
+    def reload(self, *, create: bool = False, reuse: CorpusIndex | None = None) -> None:
+        """Load the live commit (``reuse``: a snapshot of this folder whose segments need not be read again)."""
         self._missing = False
         try:
             if is_sharded(self.index_dir):  # served read-only: written by `rag ingest --shards N`
@@ -96,7 +101,7 @@ class Engine:
                 )
             else:
                 self._snapshot = CorpusIndex.load(
-                    self.index_dir, settings=self.settings.index_settings(), model=self.model
+                    self.index_dir, settings=self.settings.index_settings(), model=self.model, reuse=reuse
                 )
             self.load_error = None
         except IndexNotFound as exc:
@@ -142,7 +147,9 @@ class Engine:
         def load() -> None:
             with self._refreshing:
                 try:
-                    fresh = CorpusIndex.load(self.index_dir, settings=self.settings.index_settings(), model=self.model)
+                    fresh = CorpusIndex.load(
+                        self.index_dir, settings=self.settings.index_settings(), model=self.model, reuse=snap
+                    )
                 except RagError as exc:
                     log.warning("a newer commit (%s) could not be loaded: %s", latest, exc)
                     return
@@ -219,10 +226,74 @@ class Engine:
             elif latest is not None and not is_sharded(self.index_dir):
                 snap = self._snapshot
                 if snap is None or f"gen-{snap.generation:06d}" != latest:
-                    self.reload()  # another writer committed since: start from its commit
+                    self.reload(reuse=snap)  # another writer committed since: start from its commit
             base = self.snapshot
             updated, report = base.apply(upserts, deletes, embedder=self.embedder, progress=progress, skipped=skipped)
             if report.changed:
                 updated.save(self.index_dir, locked=True)
                 self._snapshot = updated
-            return report
+        if report.changed:
+            self._schedule_merges()
+        return report
+
+    # ------------------------------------------------------------------------------------------- merges
+
+    def _schedule_merges(self) -> None:
+        """Merge in a background thread what the merge policy asks for (one thread at a time)."""
+        if not self.background_merges:
+            return
+        thread = self._merger
+        if thread is not None and thread.is_alive():
+            return
+        self._merger = threading.Thread(target=self._merge_quietly, name="rag-merge", daemon=True)
+        self._merger.start()
+
+    def _merge_quietly(self) -> None:
+        try:
+            while self.merge_once():
+                pass
+        except RagError as exc:  # the index stays as committed; the next write tries again
+            log.warning("segment merge skipped: %s", exc)
+
+    def wait_for_merges(self) -> None:
+        """Block until a background merge (if any) has committed (``rag ingest`` waits before it exits)."""
+        thread = self._merger
+        if thread is not None:
+            thread.join()
+
+    def merge_once(self, policy: Callable[[Sequence[int]], tuple[int, int] | None] = merge.plan) -> bool:
+        """Merge the run of adjacent segments ``policy`` picks from the live snapshot; True when committed.
+
+        The merged segment is built outside every lock (the slow part: FAISS and BM25 over its chunks, nothing
+        embedded); the write lock is held only to check that those segments are still live and adjacent in the
+        latest commit and to commit the swap, so reads never wait and writes wait for one small commit."""
+        snap = self._snapshot
+        if snap is None or isinstance(snap, ShardedIndex):
+            return False
+        run = policy([s.size for s in snap.segments])
+        if run is None:
+            return False
+        chosen = snap.segments[run[0] : run[1]]
+        names = [s.name for s in chosen]
+        if any(name is None for name in names):
+            return False
+        started = time.perf_counter()
+        joined = Segment.merge(chosen, snap.settings)
+        with self._write_lock, write_lock(self.index_dir):
+            latest = current_generation(self.index_dir)
+            if self._snapshot is None or latest != f"gen-{self._snapshot.generation:06d}":
+                self.reload(reuse=self._snapshot)
+            base = self._snapshot
+            if base is None:
+                return False
+            live = [s.name for s in base.segments]
+            at = live.index(names[0]) if names[0] in live else -1
+            if at < 0 or live[at : at + len(names)] != names:
+                return False  # a write rewrote one of them meanwhile: the policy will pick again
+            updated = replace_segments(base, base.segments[:at] + [joined] + base.segments[at + len(names) :])
+            updated.save(self.index_dir, locked=True)
+            self._snapshot = updated
+        log.info(
+            "merged %d segments (%d chunks) into one in %.2f s", len(names), joined.size, time.perf_counter() - started
+        )
+        return True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -41,6 +42,9 @@ class BM25Index:
             self._stemmer = Stemmer.Stemmer(settings.stemmer)
         self._bm25: Any = None
         self.size = 0
+        #: Tokens per text (what BM25 normalises by); with them a term's frequency can be read back from its
+        #: stored contribution, so that several indexes score as one (rag/store/search.py).
+        self.lengths = np.zeros(0, dtype=np.int32)
 
     def tokenize(self, text: str) -> list[str]:
         words = [w for w in _TOKEN.findall(text.lower()) if w not in self._stopwords]
@@ -51,8 +55,10 @@ class BM25Index:
 
         self._bm25 = bm25s.BM25(k1=self.settings.k1, b=self.settings.b)
         self.size = len(texts)
+        tokens = [self.tokenize(t) for t in texts]
+        self.lengths = np.array([len(t) for t in tokens], dtype=np.int32)
         if texts:
-            self._bm25.index([self.tokenize(t) for t in texts], show_progress=False)
+            self._bm25.index(tokens, show_progress=False)
         return self
 
     def search(self, query: str, k: int, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -74,17 +80,36 @@ class BM25Index:
         lo, hi = int(scores["indptr"][t]), int(scores["indptr"][t + 1])
         return scores["indices"][lo:hi].astype(np.int64), scores["data"][lo:hi].astype(np.float32)
 
+    def frequencies(self, term: str) -> tuple[np.ndarray, np.ndarray]:
+        """Rows holding one already tokenised ``term`` and its count in each, read back from the stored
+        contributions: c = idf * tf / (tf + k1 * (1 - b + b * len / avg_len)) (bm25s's "lucene" scoring)."""
+        rows, contrib = self.postings(term)
+        if not len(rows):
+            return rows, contrib
+        idf = lucene_idf(len(rows), self.size)
+        k1, b = self.settings.k1, self.settings.b
+        norm = k1 * (1 - b + b * self.lengths[rows] / max(float(self.lengths.mean()), 1e-9))
+        ratio = np.minimum(contrib.astype(np.float64) / idf, 1 - 1e-12)
+        return rows, np.rint(ratio * norm / (1 - ratio)).astype(np.float32)
+
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         if self._bm25 is not None and self.size:
             self._bm25.save(str(folder), show_progress=False)
+        np.save(folder / "lengths.npy", self.lengths, allow_pickle=False)
 
     def load(self, folder: Path, size: int) -> BM25Index:
         bm25s = _bm25s()
 
         self.size = size
         self._bm25 = bm25s.BM25.load(str(folder), load_corpus=False) if size else None
+        self.lengths = np.load(folder / "lengths.npy", allow_pickle=False)
         return self
+
+
+def lucene_idf(df: int, n: int) -> float:
+    """bm25s's default ('lucene') IDF: log(1 + (N - df + 0.5) / (df + 0.5))."""
+    return math.log(1 + (n - df + 0.5) / (df + 0.5))
 
 
 def top_rows(scores: np.ndarray, k: int, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

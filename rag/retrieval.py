@@ -118,9 +118,9 @@ def _dense_search(
         return index.dense.search(vector, depth)
     kept = len(selection.rows)
     wanted = min(depth, kept)
-    have_vectors = len(index.vectors) == len(index.chunks)
+    have_vectors = index.has_vectors
     if have_vectors and kept <= EXACT_ROWS:
-        return exact_search(vector, index.vectors[selection.rows], selection.keys.keys, depth)
+        return exact_search(vector, index.vectors_at(selection.rows), selection.keys.keys, depth)
     if selection.share >= OVERFETCH_SHARE:
         keys, scores = index.dense.search(vector, math.ceil(OVERFETCH * depth / selection.share))
         inside = selection.holds(keys)
@@ -128,5 +128,5 @@ def _dense_search(
             return keys[inside][:depth], scores[inside][:depth]
     keys, scores = index.dense.search(vector, depth, keys=selection.keys)
     if have_vectors and len(keys) < wanted:
-        return exact_search(vector, index.vectors[selection.rows], selection.keys.keys, depth)
+        return exact_search(vector, index.vectors_at(selection.rows), selection.keys.keys, depth)
     return keys, scores

@@ -15,17 +15,15 @@ so keys are unique across shards and a merged FAISS result needs no translation.
 
 At query time FAISS results are merged by score (exact for flat shards: the global top k is inside the union
 of every shard's top k). BM25 is not decomposable that way: a shard's scores carry the shard's own IDF, so a
-rare term in one shard would outweigh the same term in another. ``ShardedBM25`` therefore rescales each term's
-per-shard contributions by ``idf_global / idf_shard``, with the global document frequency summed over the
-shards at query time: the scores then equal those of one unsharded BM25 except for the length normalisation,
-which still uses each shard's own average chunk length (eval/benchmark/ray_bench.py measures what is left).
+rare term in one shard would outweigh the same term in another. A sharded index is therefore searched as the
+segments of one index are (rag/store/search.py): the document frequencies and the average chunk length are
+summed over every shard's segments at query time, so the scores equal those of one unsharded BM25.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,13 +31,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
-from rag.dense import DenseIndex, KeySet
 from rag.errors import IndexCorrupt, IndexMismatch, IndexNotFound, ReadOnlyIndex, ValidationError
-from rag.lexical import BM25Index, top_rows
-from rag.store import CURRENT, CorpusIndex, IndexSettings, Prepared, _read_current, _sha256
-from rag.types import Chunk, Document, Embeddings
+from rag.store import CURRENT, CorpusIndex, IndexSettings, Prepared, read_current, sha256, stored_checksums
+from rag.store.search import MultiBM25, MultiDense
+from rag.types import Document
 
 SHARDED_FORMAT = "rag-sharded"
 SHARDED_FORMAT_VERSION = 1
@@ -100,11 +96,7 @@ def load_shard_checksums(folder: str | Path) -> dict[str, str]:
     if not folder.is_dir():
         return out
     for shard in sorted(folder.glob("shard-*")):
-        current = _read_current(shard)
-        if current is None:
-            continue
-        manifest = json.loads((shard / current / "manifest.json").read_text(encoding="utf-8"))
-        out.update({k: v["checksum"] for k, v in manifest["documents"].items()})
+        out.update(stored_checksums(shard))
     return out
 
 
@@ -117,7 +109,7 @@ def write_manifest(folder: str | Path, count: int) -> dict[str, Any]:
     settings: dict[str, Any] | None = None
     for number in range(count):
         shard = folder / shard_name(number)
-        current = _read_current(shard)
+        current = read_current(shard)
         if current is None:
             raise IndexCorrupt(f"shard {shard} has no {CURRENT}; re-run the ingest that builds it")
         inner = json.loads((shard / current / "manifest.json").read_text(encoding="utf-8"))
@@ -126,7 +118,7 @@ def write_manifest(folder: str | Path, count: int) -> dict[str, Any]:
             {
                 "name": shard.name,
                 "generation": current,
-                "manifest_sha256": _sha256(shard / current / "manifest.json"),
+                "manifest_sha256": sha256(shard / current / "manifest.json"),
                 "documents": inner["counts"]["documents"],
                 "chunks": inner["counts"]["chunks"],
             }
@@ -171,7 +163,7 @@ def split_index(index: CorpusIndex, count: int, folder: str | Path) -> dict[str,
             doc_rows = rows.get(doc.id, [])
             prepared[doc.id] = (
                 [(index.chunks[r].start, index.chunks[r].end) for r in doc_rows],
-                index.vectors[doc_rows],
+                index.vectors_at(np.asarray(doc_rows, dtype=np.int64)),
             )
         shard, _ = empty_shard(index.settings, index.model, number).apply(docs, embedder=None, prepared=prepared)
         shard.save(folder / shard_name(number))
@@ -180,103 +172,17 @@ def split_index(index: CorpusIndex, count: int, folder: str | Path) -> dict[str,
 
 # ---------------------------------------------------------------------------------------------- searching
 
-
-class ShardedDense(DenseIndex):
-    """Searches every shard's FAISS index and keeps the best ``k`` by score."""
-
-    def __init__(self, parts: Sequence[DenseIndex], key_ranges: Sequence[tuple[int, int]] | None = None) -> None:
-        kinds = sorted({p.kind for p in parts})
-        super().__init__(kind="+".join(kinds) or "flat", dim=parts[0].dim if parts else 384, params={})
-        self.params = {"shards": len(parts)}
-        self.parts = list(parts)
-        # The smallest and largest chunk key of each part: a filter's keys go only to the parts that hold them.
-        self.key_ranges = list(key_ranges) if key_ranges is not None else None
-
-    @property
-    def size(self) -> int:
-        return sum(p.size for p in self.parts)
-
-    def search(
-        self, query: Embeddings, k: int, keys: KeySet | npt.NDArray[np.int64] | None = None
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-        if keys is None:
-            found = [p.search(query, k) for p in self.parts if p.size]
-        else:
-            keys = keys if isinstance(keys, KeySet) else KeySet(keys)
-            found = []
-            for i, part in enumerate(self.parts):
-                mine = keys.within(*self.key_ranges[i]) if self.key_ranges is not None else keys
-                if part.size and len(mine):
-                    found.append(part.search(query, k, keys=mine))
-        if not found:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        keys = np.concatenate([f[0] for f in found])
-        scores = np.concatenate([f[1] for f in found])
-        order = np.lexsort((keys, -scores))[:k]  # best score first, ties by key
-        return keys[order], scores[order]
-
-    def save(self, path: Path) -> None:
-        raise ReadOnlyIndex("a sharded dense index is saved shard by shard")
+#: The shards' searchers are the segments' (rag/store/search.py): a sharded index is its shards' segments.
+ShardedDense = MultiDense
+ShardedBM25 = MultiBM25
 
 
-def _key_range(shard: CorpusIndex) -> tuple[int, int]:
-    keys = [c.key for c in shard.chunks]
-    return (min(keys), max(keys)) if keys else (0, -1)
-
-
-def lucene_idf(df: int, n: int) -> float:
-    """bm25s's default ('lucene') IDF: log(1 + (N - df + 0.5) / (df + 0.5))."""
-    return math.log(1 + (n - df + 0.5) / (df + 0.5))
-
-
-class ShardedBM25(BM25Index):
-    """BM25 over the shards' arrays, as one ranking. ``global_idf`` (the default) rescales every shard's term
-    contributions to the IDF over all shards; ``global_idf=False`` merges raw per-shard scores (for measuring)."""
-
-    def __init__(self, parts: Sequence[BM25Index], offsets: Sequence[int], *, global_idf: bool = True) -> None:
-        super().__init__(parts[0].settings if parts else BM25Index().settings)
-        self.parts = list(parts)
-        self.offsets = list(offsets)
-        self.size = sum(p.size for p in self.parts)
-        self.global_idf = global_idf
-
-    def search(self, query: str, k: int, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        tokens = self.tokenize(query)
-        if self.size == 0 or not tokens or (rows is not None and not len(rows)):
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        # Each shard scores its own rows and keeps its top k (what a shard server would do); the global top k is
-        # inside the union of those. A repeated query term counts again, as in bm25s's own get_scores.
-        postings = {term: [p.postings(term) for p in self.parts] for term in set(tokens)}
-        idf = {t: lucene_idf(sum(len(rows) for rows, _ in ps), self.size) for t, ps in postings.items()}
-        found_rows, found_scores = [], []
-        kept = None if rows is None else np.asarray(rows, dtype=np.int64)
-        for i, (part, offset) in enumerate(zip(self.parts, self.offsets, strict=True)):
-            scores = np.zeros(part.size, dtype=np.float32)
-            for term in tokens:
-                hit_rows, contrib = postings[term][i]
-                if len(hit_rows):
-                    scale = idf[term] / lucene_idf(len(hit_rows), part.size) if self.global_idf else 1.0
-                    scores[hit_rows] += contrib * np.float32(scale)
-            mine = None  # a filter's rows in this part, counted from the part's first row
-            if kept is not None:
-                mine = kept[np.searchsorted(kept, offset) : np.searchsorted(kept, offset + part.size)] - offset
-            top, top_scores = top_rows(scores, k, mine)
-            found_rows.append(offset + top)
-            found_scores.append(top_scores)
-        rows_all, scores_all = np.concatenate(found_rows), np.concatenate(found_scores)
-        order = np.lexsort((rows_all, -scores_all))[:k]  # best first, ties by row as a stable sort over one array
-        return rows_all[order], scores_all[order].astype(np.float32)
-
-    def save(self, folder: Path) -> None:
-        raise ReadOnlyIndex("a sharded BM25 index is saved shard by shard")
-
-
-@dataclass
+@dataclass(eq=False)
 class ShardedIndex(CorpusIndex):
-    """Every shard loaded and searched as one read-only snapshot: what retrieval, the pipeline and the service
-    read of a ``CorpusIndex`` (documents, chunks, ``chunk(key)``, ``dense``, ``lexical``) spans all shards. No
-    float32 copy of the vectors is kept (FAISS holds them; ``vectors`` is empty). Writes go through ``rag ingest``
-    (see docs/scaling.md)."""
+    """Every shard loaded and searched as one read-only snapshot: the segments of all the shards, in shard
+    order (shard ``i``'s keys start at ``i * KEY_SPACE``, so keys ascend), searched like one index's segments.
+    No float32 copy of the vectors is kept (FAISS holds them). Writes go through ``rag ingest`` (see
+    docs/scaling.md)."""
 
     shards: list[CorpusIndex] = field(default_factory=list)
     folder: Path | None = None
@@ -286,37 +192,18 @@ class ShardedIndex(CorpusIndex):
         if not shards:
             raise IndexCorrupt("a sharded index needs at least one shard")
         first = shards[0]
-        documents: dict[str, Document] = {}
-        checksums: dict[str, str] = {}
-        chunks: list[Chunk] = []
-        offsets: list[int] = []
         for shard in shards:
             if shard.model.get("checksum") != first.model.get("checksum") or shard.settings != first.settings:
                 raise IndexMismatch("the shards were built with different models or settings; rebuild them together")
-            offsets.append(len(chunks))
-            documents.update(shard.documents)
-            checksums.update(shard.checksums)
-            chunks.extend(shard.chunks)
-        index = cls(
+        return cls(
             settings=first.settings,
             model=first.model,
-            documents=documents,
-            chunks=chunks,
-            vectors=np.zeros((0, int(first.model["dim"])), dtype=np.float32),
+            segments=[segment for shard in shards for segment in shard.segments],
             next_key=max(s.next_key for s in shards),
             generation=generation,
-            checksums=checksums,
+            global_stats=global_idf,
             shards=list(shards),
         )
-        index.key_to_row = {c.key: i for i, c in enumerate(chunks)}
-        index.dense = ShardedDense(
-            [s.dense for s in shards if s.dense is not None],
-            [_key_range(s) for s in shards if s.dense is not None],
-        )
-        index.lexical = ShardedBM25(
-            [s.lexical for s in shards if s.lexical is not None], offsets, global_idf=global_idf
-        )
-        return index
 
     @classmethod
     def load(  # type: ignore[override]
@@ -326,6 +213,7 @@ class ShardedIndex(CorpusIndex):
         settings: IndexSettings | None = None,
         model: dict[str, Any] | None = None,
         verify: bool | str = True,
+        reuse: CorpusIndex | None = None,
         global_idf: bool = True,
     ) -> ShardedIndex:
         """Load every shard the manifest lists; refuse a shard whose live generation is not the one listed."""
@@ -335,18 +223,19 @@ class ShardedIndex(CorpusIndex):
         shards = []
         for entry in manifest["shards"]:
             shard_dir = folder / entry["name"]
-            current = _read_current(shard_dir)
+            current = read_current(shard_dir)
             if current != entry["generation"]:
                 raise IndexCorrupt(
                     f"shard {shard_dir} is at generation {current}, the manifest lists {entry['generation']} "
                     f"(a write was interrupted or is in progress); {rebuild}"
                 )
-            if verify and _sha256(shard_dir / current / "manifest.json") != entry["manifest_sha256"]:
+            if verify and sha256(shard_dir / current / "manifest.json") != entry["manifest_sha256"]:
                 raise IndexCorrupt(f"shard {shard_dir} does not match its checksum in {folder / MANIFEST}; {rebuild}")
             shard = CorpusIndex.load(shard_dir, settings=settings, model=model, verify=verify)
             # Served read-only, a shard never re-embeds or rebuilds FAISS: its float32 copy (1,536 bytes per
             # chunk beside FAISS's own) is not kept.
-            shard.vectors = np.zeros((0, int(shard.model["dim"])), dtype=np.float32)
+            for segment in shard.segments:
+                segment.vectors = np.zeros((0, int(shard.model["dim"])), dtype=np.float32)
             shards.append(shard)
         index = cls.combine(shards, global_idf=global_idf, generation=int(manifest["generation"]))
         index.folder = folder

@@ -69,17 +69,17 @@ def test_dense_results_merged_across_shards_equal_the_unsharded_search(unsharded
         np.testing.assert_allclose(s1, s2, rtol=1e-6)
 
 
-def test_global_idf_makes_sharded_bm25_equal_to_one_index_when_lengths_agree():
-    # Every text has exactly four terms, so each shard's average length equals the global one and the only
-    # difference left between per-shard and global BM25 is the IDF, which ShardedBM25 corrects.
+def test_sharded_bm25_with_global_statistics_equals_one_index():
+    # Texts of 1 to 12 terms, repeated terms included, in parts of unequal sizes: each part's IDF and average
+    # length differ from the whole's, and the global statistics correct both.
     rng = np.random.default_rng(3)
     vocab = [f"w{i:03d}" for i in range(40)]
-    texts = [" ".join(rng.choice(vocab, 4, replace=False)) for _ in range(90)]
+    texts = [" ".join(rng.choice(vocab, int(rng.integers(1, 13)), replace=True)) for _ in range(90)]
     whole = BM25Index().build(texts)
     cuts = [0, 20, 50, 90]  # unequal shard sizes: per-shard IDFs differ
     parts = [BM25Index().build(texts[a:b]) for a, b in zip(cuts, cuts[1:], strict=False)]
     merged = ShardedBM25(parts, cuts[:-1])
-    naive = ShardedBM25(parts, cuts[:-1], global_idf=False)
+    naive = ShardedBM25(parts, cuts[:-1], global_stats=False)
     for query in ("w001 w007", "w013 w021 w039", "w005"):
         rows, scores = whole.search(query, 90)
         expected = dict(zip(rows.tolist(), scores.tolist(), strict=True))

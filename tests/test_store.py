@@ -65,7 +65,7 @@ def test_add_replace_delete_only_embed_what_changed(embedder, model):
     assert "Penguins" in three.get("d2").text
     # Unchanged documents keep their vectors, bit for bit.
     for c in three.chunks_of("d1"):
-        assert np.array_equal(three.vectors[three.key_to_row[c.key]], two.vectors[two.key_to_row[c.key]])
+        assert np.array_equal(three.vectors[three.row_of(c.key)], two.vectors[two.row_of(c.key)])
     assert search_ids(three, embedder, "Where do penguins live?", 1) == ["d2#" + str(len(three.chunks_of("d2")) - 1)]
 
     four, report = three.apply(deletes=["d2"], embedder=counting)
@@ -99,12 +99,14 @@ def test_save_and_load_round_trip(embedder, model, tmp_path, seed_text):
     query = "How many troops are in US Forces Korea?"
     assert search_ids(loaded, embedder, query, 5) == search_ids(index, embedder, query, 5)
     manifest = json.loads((tmp_path / (tmp_path / "CURRENT").read_text().strip() / "manifest.json").read_text())
-    assert manifest["format_version"] == 1
+    assert manifest["format_version"] == 2
     assert manifest["model"]["checksum"] == model["checksum"] and manifest["model"]["dim"] == 384
     assert manifest["settings"]["chunker"]["max_tokens"] == 200
-    assert manifest["documents"]["seed"]["checksum"] == docs[1].checksum
-    assert set(manifest["files"]) >= {"vectors.npy", "dense.faiss", "chunks.npz", "documents.jsonl"}
-    assert manifest["dense_index"]["kind"] == "flat"
+    assert manifest["counts"] == {"documents": 2, "chunks": len(index.chunks), "segments": 1}
+    segment = json.loads((tmp_path / "segments" / manifest["segments"][0]["name"] / "segment.json").read_text())
+    assert segment["documents"]["seed"]["checksum"] == docs[1].checksum
+    assert set(segment["files"]) >= {"vectors.npy", "dense.faiss", "chunks.npz", "documents.jsonl"}
+    assert segment["dense_index"]["kind"] == "flat"
 
 
 def test_a_new_save_replaces_the_generation_and_cleans_up(embedder, model, tmp_path):
@@ -137,15 +139,16 @@ def test_missing_and_corrupt_indexes_say_so(embedder, model, tmp_path, monkeypat
         CorpusIndex.load(tmp_path / "nothing")
     index, _ = CorpusIndex.empty(IndexSettings(), model).apply([doc(1)], embedder=embedder)
     gen = index.save(tmp_path)
-    vectors = (gen / "vectors.npy").read_bytes()
-    (gen / "vectors.npy").write_bytes(b"garbage")
+    seg = tmp_path / "segments" / index.segments[0].name
+    vectors = (seg / "vectors.npy").read_bytes()
+    (seg / "vectors.npy").write_bytes(b"garbage")
     with pytest.raises(IndexCorrupt, match=r"vectors.npy has 7 bytes, its manifest says \d+"):
         CorpusIndex.load(tmp_path)
     flipped = vectors[:-1] + bytes([vectors[-1] ^ 1])  # same size, one bit off
-    (gen / "vectors.npy").write_bytes(flipped)
+    (seg / "vectors.npy").write_bytes(flipped)
     with pytest.raises(IndexCorrupt, match="does not match its manifest's checksum"):
         CorpusIndex.load(tmp_path)  # a small file: hashed at every load
-    monkeypatch.setattr(store, "HASH_ON_LOAD_BYTES", 0)  # as if every file were large (vectors at scale)
+    monkeypatch.setattr(store.files, "HASH_ON_LOAD_BYTES", 0)  # as if every file were large (vectors at scale)
     CorpusIndex.load(tmp_path)  # sizes only: loads
     with pytest.raises(IndexCorrupt, match="does not match its manifest's checksum"):
         CorpusIndex.load(tmp_path, verify="full")  # what `rag verify` runs
@@ -196,10 +199,10 @@ def test_approximate_index_kinds_support_incremental_changes(model):
     docs = [Document(id=f"d{i}", title="", text=f"Short text {i}.") for i in range(1500)]
     index, _ = CorpusIndex.empty(settings, model).apply(docs, embedder=fake)
     assert index.dense.kind == "ivf-sq8" and index.dense.size == 1500
-    trained = index.dense.params["trained_on"]
     new = Document(id="new", title="", text="Penguins live in Antarctica.")
     index2, _ = index.apply([new], ["d0"], embedder=fake)
-    assert index2.dense.params["trained_on"] == trained  # updated in place, not retrained
+    # d0's segment is built again without it (IVF again), the new document is a small (flat) segment
+    assert [s.dense.kind for s in index2.segments] == ["ivf-sq8", "flat"]
     assert index2.dense.size == len(index2.chunks) == 1500
     keys, _ = index2.dense.search(fake.encode([new.text]), 1)
     assert index2.chunk(int(keys[0])).doc_id == "new"

@@ -46,7 +46,7 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path):
         assert w.returncode == 0 and out.strip().startswith("done")
     index = CorpusIndex.load(folder)
     assert sorted(index.documents) == sorted(f"{n}-{i}" for n in "ab" for i in range(12))
-    assert index.generation == 24  # every write was its own commit, none overwrote another
+    assert index.generation >= 24  # every write was its own commit (merges add their own), none overwrote another
     assert not list(folder.glob(".tmp-*"))
 
 
@@ -112,18 +112,18 @@ def test_a_garbled_current_is_refused_with_the_way_back_and_nothing_is_deleted(t
 
 
 def test_a_rebuild_builds_beside_the_live_index_and_a_failed_one_leaves_it_live(tmp_path, embedder, monkeypatch):
-    from rag import store
+    from rag.store import commit
 
     folder = tmp_path / "index"
     engine = Engine(make_settings(folder), embedder)
     engine.reload(create=True)
     engine.upsert([_doc("old")])
 
-    def crash(path):
-        raise OSError("disk gone")  # the rebuild dies after writing its files, before switching CURRENT
+    def crash(*args):
+        raise OSError("disk gone")  # the rebuild dies after writing its segment, before the commit
 
     with monkeypatch.context() as m:
-        m.setattr(store, "_fsync_tree", crash)
+        m.setattr(commit, "write_commit", crash)
         with pytest.raises(OSError, match="disk gone"):
             Engine(make_settings(folder), embedder).write([_doc("new")], (), fresh=True)
     assert sorted(CorpusIndex.load(folder).documents) == ["old"]  # still live

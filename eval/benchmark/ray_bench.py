@@ -402,9 +402,8 @@ def report_md(res: dict[str, Any]) -> str:
     ds = res["dense_scale"]
     lines += [
         "",
-        "- BM25: shards merge with a global IDF (per-shard document frequencies summed at query time); length "
-        "normalisation keeps each shard's own average length. 'per-shard IDF' rows merge raw per-shard scores, "
-        "for comparison.",
+        "- BM25: shards are scored with the whole index's statistics (document frequencies and average length "
+        "summed over the shards at query time). 'per-shard IDF' rows merge raw per-shard scores, for comparison.",
         "",
         f"## Dense only, {ds['vectors']:,} synthetic vectors (flat, one thread, {ds['queries']} queries)",
         "",

@@ -1,55 +1,56 @@
-"""The index on disk and in memory: documents, chunks, vectors, FAISS and BM25, always consistent.
+"""The index in memory: one consistent snapshot of the corpus, made of segments, searched as one.
 
-A ``CorpusIndex`` is an immutable snapshot. Changes (add, replace, delete) build a new snapshot that reuses
-every unchanged document's chunks and vectors, so only new text is embedded; the service swaps snapshots
-atomically, so a query sees the corpus either before or after a change.
+A ``CorpusIndex`` is an immutable snapshot: its segments (rag/store/segment.py), and the view over them that
+retrieval, the pipeline and the service read (``documents``, ``chunks`` in row order, ``chunk(key)``, ``dense``,
+``lexical``). A change (add, replace, delete) returns a new snapshot that shares every untouched segment: new
+documents become one new segment, and only the segments that held replaced or deleted documents are built
+again. ``save`` writes only the segments that are not on disk yet, then the commit (rag/store/commit.py); so a
+write costs what it adds, not the size of the corpus.
 
 On disk an index is a folder::
 
     index/
-      CURRENT              name of the live generation (replaced atomically)
+      CURRENT              name of the live commit (replaced atomically)
+      write.lock           held by the one writer at a time (fcntl)
       gen-000007/
-        manifest.json      format version, model id and checksum, dimension, settings, documents, file checksums
-        documents.jsonl    every document with its exact text
-        chunks.npz         key, document row, ordinal, start, end of every chunk
-        vectors.npy        float32 (n, dim), L2-normalised, row i = chunk i
-        dense.faiss        the FAISS index (ids = chunk keys)
-        bm25/              bm25s arrays and vocabulary (no pickles)
+        manifest.json      format version, model id and checksum, settings, next chunk key, the live segments
+      segments/
+        seg-000003-00/     an immutable segment (its own segment.json lists its files' checksums)
+        seg-000007-00/
 
-A save writes a new generation folder, flushes it, then points ``CURRENT`` at it with an atomic rename: a
-crash at any moment leaves the previous generation loadable.
+A crash at any moment leaves the previous commit loadable: segments and the commit are written in temporary
+folders, flushed and renamed into place before ``CURRENT`` moves.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
+import bisect
 import json
-import os
-import shutil
+import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from rag.chunking import ChunkerSettings, chunk_text
 from rag.dense import DenseIndex
-from rag.errors import DocumentNotFound, IndexBusy, IndexCorrupt, IndexMismatch, IndexNotFound, ValidationError
+from rag.errors import DocumentNotFound, IndexCorrupt, IndexMismatch, IndexNotFound, ValidationError
 from rag.lexical import BM25Index, LexicalSettings
+from rag.store import commit as commits
+from rag.store.commit import SEGMENTS, read_current, write_lock
+from rag.store.search import MultiBM25, MultiDense
+from rag.store.segment import SEGMENT_MANIFEST, IndexSettings, Segment, indexed_text
 from rag.types import Chunk, Document, Embeddings, IngestReport
 
-FORMAT_VERSION = 1
-CURRENT = "CURRENT"
-#: One writer at a time across processes holds this file locked (``fcntl.flock``), as Lucene's write.lock.
-LOCK_FILE = "write.lock"
-#: How long a writer waits for another one before giving up with IndexBusy.
-WRITE_LOCK_TIMEOUT_S = 300.0
-#: Generations kept besides the live one after a commit: a process that began loading the previous one a
-#: moment ago (another worker, a `rag ask`) still finds its files.
-KEEP_GENERATIONS = 2
+log = logging.getLogger(__name__)
+
+#: 2: segments and commits. 1 (one folder per generation holding everything) is read and upgraded: loaded as
+#: one segment, written as format 2 by the next write.
+FORMAT_VERSION = 2
 EMBED_BATCH = 256
 
 Progress = Callable[[int, int], None]
@@ -57,55 +58,63 @@ Progress = Callable[[int, int], None]
 Prepared = tuple[Sequence[tuple[int, int]], Embeddings]
 
 
-@dataclass(frozen=True, slots=True)
-class IndexSettings:
-    """Everything that shapes an index; an index built with other settings is refused at load."""
-
-    chunker: ChunkerSettings = ChunkerSettings()
-    lexical: LexicalSettings = LexicalSettings()
-    title_in_text: bool = True  # the title is prepended to each chunk for embedding and BM25
-    dense_kind: str = "auto"
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "chunker": self.chunker.as_dict(),
-            "lexical": self.lexical.as_dict(),
-            "title_in_text": self.title_in_text,
-        }
-
-
-def indexed_text(title: str, chunk: str, with_title: bool) -> str:
-    return f"{title}\n{chunk}" if with_title and title else chunk
-
-
-@dataclass
+@dataclass(eq=False)
 class CorpusIndex:
     """One consistent snapshot of the corpus. Treat as read-only; ``apply`` returns a new one."""
 
     settings: IndexSettings
     model: dict[str, Any]  # id, checksum, dim
-    documents: dict[str, Document] = field(default_factory=dict)
-    chunks: list[Chunk] = field(default_factory=list)
-    vectors: Embeddings = field(default_factory=lambda: np.zeros((0, 384), dtype=np.float32))
-    dense: DenseIndex | None = None
-    lexical: BM25Index | None = None
+    segments: list[Segment] = field(default_factory=list)
     next_key: int = 0
     generation: int = 0
-    checksums: dict[str, str] = field(default_factory=dict)  # doc id -> document checksum
-    key_to_row: dict[int, int] = field(default_factory=dict)
+    #: BM25 with the whole index's statistics (False: each segment's own, for measuring).
+    global_stats: bool = True
     # Lookups derived from this snapshot on first use (rag/filters.py); a snapshot never changes, so they hold.
     memo: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
+    # The view over the segments, built once per snapshot.
+    documents: dict[str, Document] = field(init=False, repr=False)
+    checksums: dict[str, str] = field(init=False, repr=False)  # doc id -> document checksum
+    chunks: list[Chunk] = field(init=False, repr=False)  # every chunk, row by row
+    dense: DenseIndex = field(init=False, repr=False)
+    lexical: BM25Index = field(init=False, repr=False)
 
-    # ------------------------------------------------------------------------------------------ building
+    def __post_init__(self) -> None:
+        self.documents, self.checksums, self.chunks = {}, {}, []
+        self._offsets: list[int] = []
+        for segment in self.segments:
+            self._offsets.append(len(self.chunks))
+            self.documents.update(segment.documents)
+            self.checksums.update(segment.checksums)
+            self.chunks.extend(segment.chunks)
+        filled = [i for i, s in enumerate(self.segments) if s.size]
+        self._filled = filled
+        self._first_keys = [int(self.segments[i].keys[0]) for i in filled]
+        last = -(1 << 62)
+        for i in filled:
+            lo, hi = self.segments[i].key_range
+            if lo <= last:
+                raise IndexCorrupt("the segments' chunk keys overlap; rebuild the index with rag ingest --rebuild")
+            last = hi
+        if len(self.segments) == 1 and self.global_stats:
+            self.dense, self.lexical = self.segments[0].dense, self.segments[0].lexical
+        else:
+            dim = int(self.model["dim"])
+            self.dense = MultiDense([s.dense for s in self.segments], [s.key_range for s in self.segments], dim=dim)
+            self.lexical = MultiBM25(
+                [s.lexical for s in self.segments],
+                self._offsets,
+                global_stats=self.global_stats,
+                settings=self.settings.lexical,
+            )
+
+    # ------------------------------------------------------------------------------------------ reading
 
     @classmethod
     def empty(cls, settings: IndexSettings, model: dict[str, Any]) -> CorpusIndex:
-        index = cls(settings=settings, model=model, vectors=np.zeros((0, model["dim"]), dtype=np.float32))
-        index._rebuild_search()
-        return index
+        return cls(settings=settings, model=model)
 
     def chunks_of(self, doc_id: str) -> list[Chunk]:
-        return [c for c in self.chunks if c.doc_id == doc_id]
+        return [c for s in self.segments if doc_id in s.documents for c in s.chunks if c.doc_id == doc_id]
 
     def get(self, doc_id: str) -> Document:
         try:
@@ -113,8 +122,48 @@ class CorpusIndex:
         except KeyError:
             raise DocumentNotFound(doc_id) from None
 
+    def row_of(self, key: int) -> int:
+        """The row in ``chunks`` of the chunk with ``key`` (KeyError when there is none)."""
+        at = bisect.bisect_right(self._first_keys, key) - 1
+        if at >= 0:
+            number = self._filled[at]
+            row = self.segments[number].row_of(key)
+            if row is not None:
+                return self._offsets[number] + row
+        raise KeyError(key)
+
     def chunk(self, key: int) -> Chunk:
-        return self.chunks[self.key_to_row[key]]
+        return self.chunks[self.row_of(key)]
+
+    @property
+    def has_vectors(self) -> bool:
+        """Whether the float32 vectors are kept beside FAISS (a sharded index served read-only drops them)."""
+        return all(len(s.vectors) == s.size for s in self.segments)
+
+    def vectors_at(self, rows: npt.NDArray[np.int64]) -> Embeddings:
+        """The vectors of chunk ``rows`` (ascending or not), gathered from their segments."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.empty((len(rows), int(self.model["dim"])), dtype=np.float32)
+        owner = np.searchsorted(np.asarray(self._offsets, dtype=np.int64), rows, side="right") - 1
+        for number in np.unique(owner):
+            mask = owner == number
+            out[mask] = self.segments[number].vectors[rows[mask] - self._offsets[number]]
+        return out
+
+    @property
+    def vectors(self) -> Embeddings:
+        """Every chunk's vector, row by row (one segment's array, or a copy over several: prefer
+        ``vectors_at``)."""
+        if len(self.segments) == 1:
+            return self.segments[0].vectors
+        cached = self.memo.get("vectors")
+        if cached is None:
+            parts = [s.vectors for s in self.segments]
+            cached = np.concatenate(parts) if parts else np.zeros((0, int(self.model["dim"])), dtype=np.float32)
+            self.memo["vectors"] = cached
+        return cached
+
+    # ------------------------------------------------------------------------------------------ changing
 
     def apply(
         self,
@@ -128,6 +177,9 @@ class CorpusIndex:
     ) -> tuple[CorpusIndex, IngestReport]:
         """A new snapshot with ``upserts`` added or replaced and ``deletes`` removed; only new text is embedded.
 
+        New documents become one new segment; a segment that held a replaced or deleted document is built again
+        without it; every other segment is shared with this snapshot.
+
         ``prepared`` maps a document id to its chunk spans and vectors computed elsewhere (the distributed
         ingest, rag/distributed.py) with this index's settings and model: those documents are not chunked or
         embedded here, and ``embedder`` may be None when every changed document is prepared."""
@@ -139,14 +191,14 @@ class CorpusIndex:
         added: list[str] = []
         replaced: list[str] = []
         unchanged: list[str] = []
-        todo: list[Document] = []
+        todo: dict[str, Document] = {}
         for doc in upserts:
             old = self.checksums.get(doc.id)
             if old == doc.checksum:
                 unchanged.append(doc.id)
                 continue
             (replaced if old is not None else added).append(doc.id)
-            todo.append(doc)
+            todo[doc.id] = doc  # the last version given wins
         report = IngestReport(
             added=tuple(added),
             replaced=tuple(replaced),
@@ -157,14 +209,12 @@ class CorpusIndex:
         if not todo and not delete_ids:
             return self, replace(report, seconds=time.perf_counter() - started)
 
-        gone = set(delete_ids) | {d.id for d in todo}
-        keep_rows = [i for i, c in enumerate(self.chunks) if c.doc_id not in gone]
         new_chunks: list[Chunk] = []
         texts: list[str] = []
         key = self.next_key
         prepared = prepared or {}
         given: list[tuple[int, Embeddings]] = []  # (first row, vectors) of prepared documents
-        for doc in todo:
+        for doc in todo.values():
             ready = prepared.get(doc.id)
             if ready is not None:
                 spans = [(int(a), int(b)) for a, b in ready[0]]
@@ -189,53 +239,26 @@ class CorpusIndex:
             merged[mask] = new_vectors
             new_vectors = merged
 
-        documents = {k: v for k, v in self.documents.items() if k not in gone}
-        documents.update({d.id: d for d in todo})
-        checksums = {k: v for k, v in self.checksums.items() if k not in gone}
-        checksums.update({d.id: d.checksum for d in todo})
+        gone = set(delete_ids) | set(todo)
+        segments = [kept for s in self.segments if (kept := s.without(gone, self.settings)) is not None]
+        if todo:
+            segments.append(Segment.build(list(todo.values()), new_chunks, new_vectors, self.settings))
         snapshot = CorpusIndex(
             settings=self.settings,
             model=self.model,
-            documents=documents,
-            chunks=[self.chunks[i] for i in keep_rows] + new_chunks,
-            vectors=np.concatenate([self.vectors[keep_rows], new_vectors]) if keep_rows else new_vectors,
+            segments=segments,
             next_key=key,
             generation=self.generation,
-            checksums=checksums,
+            global_stats=self.global_stats,
         )
-        snapshot._rebuild_search(previous=self, removed_rows=len(self.chunks) - len(keep_rows), added=new_chunks)
         return snapshot, replace(report, chunks_embedded=len(new_chunks), seconds=time.perf_counter() - started)
 
-    def _rebuild_search(
-        self, previous: CorpusIndex | None = None, removed_rows: int = 0, added: Sequence[Chunk] = ()
-    ) -> None:
-        keys = np.array([c.key for c in self.chunks], dtype=np.int64)
-        self.key_to_row = {int(k): i for i, k in enumerate(keys)}
-        from rag.dense import RETRAIN_GROWTH
-
-        prev = previous.dense if previous is not None else None
-        reuse = (
-            prev is not None
-            and prev.kind.startswith("ivf")
-            and len(self.chunks) <= RETRAIN_GROWTH * prev.params.get("trained_on", 0)
-        )
-        if reuse and previous is not None and previous.dense is not None:
-            import faiss
-
-            dense = DenseIndex(previous.dense.kind, previous.dense.dim, dict(previous.dense.params))
-            dense.index = faiss.clone_index(previous.dense.index)
-            removed = np.array([k for k in previous.key_to_row if k not in self.key_to_row], dtype=np.int64)
-            if len(removed):
-                dense.index.remove_ids(removed)
-            if added:
-                rows = [self.key_to_row[c.key] for c in added]
-                dense.index.add_with_ids(self.vectors[rows], keys[rows])
-            self.dense = dense
-        else:
-            self.dense = DenseIndex.build(self.vectors, keys, kind=self.settings.dense_kind)
-        self.lexical = BM25Index(self.settings.lexical).build(
-            [indexed_text(self.documents[c.doc_id].title, c.text, self.settings.title_in_text) for c in self.chunks]
-        )
+    def merged(self, start: int, end: int) -> CorpusIndex:
+        """A snapshot with segments ``[start, end)`` merged into one (nothing is embedded)."""
+        if end - start < 2:
+            return self
+        joined = Segment.merge(self.segments[start:end], self.settings)
+        return replace_segments(self, self.segments[:start] + [joined] + self.segments[end:])
 
     # ------------------------------------------------------------------------------------------ manifest
 
@@ -246,22 +269,16 @@ class CorpusIndex:
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "model": self.model,
             "settings": self.settings.as_dict(),
-            "dense_index": {
-                "kind": self.dense.kind if self.dense else None,
-                "params": self.dense.params if self.dense else {},
-            },
-            "counts": {"documents": len(self.documents), "chunks": len(self.chunks)},
+            "counts": {"documents": len(self.documents), "chunks": len(self.chunks), "segments": len(self.segments)},
             "next_key": self.next_key,
-            "documents": {
-                d.id: {"checksum": self.checksums[d.id], "title": d.title, "chars": len(d.text)}
-                for d in self.documents.values()
-            },
+            "segments": [s.entry() for s in self.segments],
         }
 
     # ------------------------------------------------------------------------------------------ disk
 
     def save(self, folder: str | Path, *, locked: bool = False) -> Path:
-        """Write a new generation and switch ``CURRENT`` to it atomically; returns the generation folder.
+        """Write the segments that are not in ``folder`` yet and a new commit listing all of them, and switch
+        ``CURRENT`` to it atomically; returns the commit's folder.
 
         Takes the folder's write lock unless the caller holds it (``locked``: ``Engine.write`` holds it from
         reading the latest commit to this switch, so that no other writer's commit is lost)."""
@@ -270,51 +287,15 @@ class CorpusIndex:
             with write_lock(folder):
                 return self.save(folder, locked=True)
         folder.mkdir(parents=True, exist_ok=True)
-        for stray in folder.glob(".tmp-*"):  # only a crashed writer's: the lock keeps the others out
-            shutil.rmtree(stray, ignore_errors=True)
-        # Above every generation here, whatever CURRENT says (a rebuild may replace a garbled CURRENT).
-        number = max([self.generation, *(_generation_number(g.name) for g in folder.glob("gen-*"))]) + 1
-        name = f"gen-{number:06d}"
-        tmp = folder / f".tmp-{name}-{os.getpid()}"
-        tmp.mkdir()
+        commits.remove_strays(folder)
+        number = commits.next_generation(folder, self.generation)
+        written = 0
+        for segment in self.segments:
+            if not segment.stored_in(folder / SEGMENTS):
+                segment.write(folder / SEGMENTS, f"seg-{number:06d}-{written:02d}")
+                written += 1
         self.generation = number
-        with open(tmp / "documents.jsonl", "w", encoding="utf-8") as fh:
-            for doc in self.documents.values():
-                fh.write(json.dumps(_doc_record(doc), ensure_ascii=False) + "\n")
-        doc_rows = {doc_id: i for i, doc_id in enumerate(self.documents)}
-        np.savez(
-            tmp / "chunks.npz",
-            key=np.array([c.key for c in self.chunks], dtype=np.int64),
-            doc=np.array([doc_rows[c.doc_id] for c in self.chunks], dtype=np.int64),
-            ordinal=np.array([c.ordinal for c in self.chunks], dtype=np.int64),
-            start=np.array([c.start for c in self.chunks], dtype=np.int64),
-            end=np.array([c.end for c in self.chunks], dtype=np.int64),
-        )
-        np.save(tmp / "vectors.npy", self.vectors, allow_pickle=False)
-        assert self.dense is not None and self.lexical is not None
-        self.dense.save(tmp / "dense.faiss")
-        self.lexical.save(tmp / "bm25")
-        manifest = self.manifest()
-        files = sorted(p for p in tmp.rglob("*") if p.is_file())
-        manifest["files"] = {str(p.relative_to(tmp)): _sha256(p) for p in files}
-        manifest["file_bytes"] = {str(p.relative_to(tmp)): p.stat().st_size for p in files}
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        _fsync_tree(tmp)
-        final = folder / name
-        shutil.rmtree(final, ignore_errors=True)
-        os.rename(tmp, final)
-        _fsync_dir(folder)
-        pointer = folder / f".tmp-{CURRENT}-{os.getpid()}"
-        with open(pointer, "w", encoding="utf-8") as fh:
-            fh.write(name + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(pointer, folder / CURRENT)
-        _fsync_dir(folder)
-        older = sorted((g for g in folder.glob("gen-*") if g.name != name), key=lambda g: _generation_number(g.name))
-        for old in older[: max(0, len(older) - KEEP_GENERATIONS)]:
-            shutil.rmtree(old, ignore_errors=True)
-        return final
+        return commits.write_commit(folder, number, self.manifest())
 
     @classmethod
     def load(
@@ -324,28 +305,29 @@ class CorpusIndex:
         settings: IndexSettings | None = None,
         model: dict[str, Any] | None = None,
         verify: bool | str = True,
+        reuse: CorpusIndex | None = None,
     ) -> CorpusIndex:
-        """Load the live generation; refuse one built with another model or other settings.
+        """Load the live commit; refuse one built with another model or other settings.
 
         ``verify``: True checks every file's size and the checksums of the files under 1 MiB (a load costs
-        what it reads, not a hash of every vector); ``"full"`` hashes every byte (``rag verify``); False skips."""
+        what it reads, not a hash of every vector); ``"full"`` hashes every byte (``rag verify``); False skips.
+        ``reuse``: a snapshot loaded from the same folder earlier, whose segments still listed are not read
+        again (segments never change), so noticing another process's commit costs what it added."""
         folder = Path(folder)
         rebuild = f"rebuild it with: rag ingest <your files> --index {folder} --rebuild"
-        current = _read_current(folder)
+        current = read_current(folder)
         if current is None:
             raise IndexNotFound(
-                f"no index in {folder} (no {CURRENT} file); build one with: rag ingest seeds/ --index {folder}"
+                f"no index in {folder} (no {commits.CURRENT} file); build one with: rag ingest seeds/ --index {folder}"
             )
         gen = folder / current
         try:
             manifest = json.loads((gen / "manifest.json").read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
             raise IndexCorrupt(f"index {gen} has no readable manifest.json ({exc}); {rebuild}") from exc
-        if manifest.get("format_version") != FORMAT_VERSION:
-            raise IndexMismatch(
-                f"index {gen} has format version {manifest.get('format_version')}, "
-                f"this program reads {FORMAT_VERSION}; {rebuild}"
-            )
+        version = manifest.get("format_version")
+        if version not in (1, FORMAT_VERSION):
+            raise IndexMismatch(f"index {gen} has format version {version}, this program reads 1 and 2; {rebuild}")
         if model is not None and manifest["model"].get("checksum") != model.get("checksum"):
             raise IndexMismatch(
                 f"index {gen} was built with embedding model {manifest['model'].get('id')} "
@@ -362,54 +344,75 @@ class CorpusIndex:
                 f"index {gen} was built with settings {json.dumps(stored.as_dict(), sort_keys=True)}, "
                 f"but {json.dumps(settings.as_dict(), sort_keys=True)} were asked for; {rebuild}"
             )
-        if verify:
-            check_files(gen, manifest, full=verify == "full", rebuild=rebuild)
-        try:
-            docs = [
-                _doc_from_record(json.loads(line))
-                # split("\n"), not splitlines(): ensure_ascii=False leaves U+0085, U+2028 and U+2029 raw in the lines
-                for line in (gen / "documents.jsonl").read_text(encoding="utf-8").split("\n")
-                if line
-            ]
-            arrays = np.load(gen / "chunks.npz", allow_pickle=False)
-            vectors = np.load(gen / "vectors.npy", allow_pickle=False)
-        except (OSError, ValueError, KeyError) as exc:
-            raise IndexCorrupt(f"index {gen} cannot be read ({exc}); {rebuild}") from exc
-        documents = {d.id: d for d in docs}
-        chunks = []
-        for key, row, ordinal, start, end in zip(
-            arrays["key"], arrays["doc"], arrays["ordinal"], arrays["start"], arrays["end"], strict=True
-        ):
-            doc = docs[int(row)]
-            chunks.append(Chunk(int(key), doc.id, int(ordinal), int(start), int(end), doc.text[int(start) : int(end)]))
+        dim = int(manifest["model"]["dim"])
+        if version == 1:
+            # Format 1: the generation folder holds one whole index, laid out as a segment. Read as one (its
+            # BM25 is built again, with token counts), it is written in format 2 by the next write.
+            log.info("index %s is in format 1: read as one segment; the next write saves it in format 2", gen)
+            segments = [Segment.read(gen, stored, dim, verify=verify, rebuild=rebuild, legacy=manifest)]
+        else:
+            known = {}
+            if reuse is not None and not relex and reuse.settings == stored:
+                known = {s.name: s for s in reuse.segments if s.stored_in(folder / SEGMENTS)}
+            segments = []
+            for entry in manifest["segments"]:
+                path = folder / SEGMENTS / entry["name"]
+                segment = known.get(entry["name"])
+                if segment is None:
+                    segment = Segment.read(path, stored, dim, verify=verify, rebuild=rebuild, relex=relex)
+                if verify and segment.digest != entry.get("manifest_sha256", segment.digest):
+                    raise IndexCorrupt(f"segment {path} does not match its checksum in {gen}; {rebuild}")
+                segments.append(segment)
         index = cls(
             settings=stored,
             model=manifest["model"],
-            documents=documents,
-            chunks=chunks,
-            vectors=vectors,
+            segments=segments,
             next_key=int(manifest["next_key"]),
             generation=int(manifest["generation"]),
-            checksums={k: v["checksum"] for k, v in manifest["documents"].items()},
         )
-        index.key_to_row = {c.key: i for i, c in enumerate(chunks)}
-        dense_info = manifest["dense_index"]
-        index.dense = DenseIndex.load(
-            gen / "dense.faiss", dense_info["kind"], int(manifest["model"]["dim"]), dense_info["params"]
-        )
-        if relex:
-            index.lexical = BM25Index(stored.lexical).build(
-                [indexed_text(documents[c.doc_id].title, c.text, stored.title_in_text) for c in chunks]
+        if len(index.chunks) != int(manifest["counts"]["chunks"]):
+            raise IndexCorrupt(
+                f"index {gen} lists {manifest['counts']['chunks']} chunks, its segments hold {len(index.chunks)}; "
+                f"{rebuild}"
             )
-        else:
-            index.lexical = BM25Index(stored.lexical).load(gen / "bm25", len(chunks))
-        if index.dense.size != len(chunks) or len(vectors) != len(chunks):
-            raise IndexCorrupt(f"index {gen} holds {len(chunks)} chunks but {index.dense.size} vectors; {rebuild}")
         return index
 
 
+def replace_segments(index: CorpusIndex, segments: list[Segment]) -> CorpusIndex:
+    """A snapshot like ``index`` over other ``segments``."""
+    return CorpusIndex(
+        settings=index.settings,
+        model=index.model,
+        segments=segments,
+        next_key=index.next_key,
+        generation=index.generation,
+        global_stats=index.global_stats,
+    )
+
+
+def stored_checksums(folder: str | Path) -> dict[str, str]:
+    """doc id -> checksum of every document in the live commit, read from the manifests only (no vectors)."""
+    folder = Path(folder)
+    current = read_current(folder)
+    if current is None:
+        return {}
+    manifest = json.loads((folder / current / "manifest.json").read_text(encoding="utf-8"))
+    if manifest.get("format_version") == 1:
+        return {k: v["checksum"] for k, v in manifest["documents"].items()}
+    out: dict[str, str] = {}
+    for entry in manifest["segments"]:
+        inner = json.loads((folder / SEGMENTS / entry["name"] / SEGMENT_MANIFEST).read_text(encoding="utf-8"))
+        out.update({k: v["checksum"] for k, v in inner["documents"].items()})
+    return out
+
+
 def index_exists(folder: str | Path) -> bool:
-    return _read_current(Path(folder)) is not None
+    return read_current(Path(folder)) is not None
+
+
+def current_generation(folder: str | Path) -> str | None:
+    """The live generation's folder name, or None when the folder holds no index."""
+    return read_current(Path(folder))
 
 
 def _settings_from_dict(data: dict[str, Any], dense_kind: str) -> IndexSettings:
@@ -432,135 +435,3 @@ def _embed(embedder, texts: Sequence[str], progress: Progress | None, dim: int |
     if not parts:
         return np.zeros((0, embedder.dim), dtype=np.float32)
     return np.concatenate(parts).astype(np.float32, copy=False)
-
-
-def _doc_record(doc: Document) -> dict[str, Any]:
-    return {
-        "id": doc.id,
-        "title": doc.title,
-        "text": doc.text,
-        "url": doc.url,
-        "published": doc.published,
-        "meta": dict(doc.meta),
-        "source": doc.source,
-    }
-
-
-def _doc_from_record(rec: dict[str, Any]) -> Document:
-    return Document(
-        id=rec["id"],
-        title=rec["title"],
-        text=rec["text"],
-        url=rec.get("url"),
-        published=rec.get("published"),
-        meta=rec.get("meta") or {},
-        source=rec.get("source"),
-    )
-
-
-#: Files up to this size are hashed at every load; larger ones (vectors, FAISS, BM25 arrays) have their size
-#: checked, and are hashed by ``rag verify`` (at 1M chunks the vectors alone are 1.5 GB: seconds to hash).
-HASH_ON_LOAD_BYTES = 1 << 20
-
-
-def check_files(gen: Path, manifest: Mapping[str, Any], *, full: bool, rebuild: str) -> None:
-    """Every file the manifest lists is there with its size; its sha256 matches when ``full`` or when small.
-    Manifests from before sizes were recorded get the full check."""
-    sizes = manifest.get("file_bytes") or {}
-    for name, digest in manifest.get("files", {}).items():
-        path = gen / name
-        if not path.is_file():
-            raise IndexCorrupt(f"index file {path} is missing; {rebuild}")
-        size = path.stat().st_size
-        if name in sizes and size != sizes[name]:
-            raise IndexCorrupt(f"index file {path} has {size} bytes, its manifest says {sizes[name]}; {rebuild}")
-        if (full or name not in sizes or size <= HASH_ON_LOAD_BYTES) and _sha256(path) != digest:
-            raise IndexCorrupt(f"index file {path} does not match its manifest's checksum; {rebuild}")
-
-
-def current_generation(folder: str | Path) -> str | None:
-    """The live generation's folder name, or None when the folder holds no index."""
-    return _read_current(Path(folder))
-
-
-@contextlib.contextmanager
-def write_lock(folder: str | Path, timeout: float = WRITE_LOCK_TIMEOUT_S) -> Iterator[None]:
-    """Hold the index folder's write lock (``write.lock``, ``fcntl.flock``): one writer at a time across
-    processes. A second writer waits up to ``timeout`` seconds, then gets IndexBusy. The lock goes with the
-    process, so a crashed writer never leaves it held."""
-    import fcntl
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / LOCK_FILE, "a+b") as fh:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise IndexBusy(
-                        f"another writer has held {folder / LOCK_FILE} for over {timeout:.0f} s; "
-                        "try again when it is done"
-                    ) from None
-                time.sleep(0.05)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
-def _read_current(folder: Path) -> str | None:
-    """``CURRENT``'s generation name; None when there is no ``CURRENT``. A ``CURRENT`` that names no
-    generation is an error, never "no index" (the next write would otherwise start an empty index)."""
-    try:
-        name = (folder / CURRENT).read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise IndexCorrupt(f"cannot read {folder / CURRENT} ({exc}); {_recover(folder)}") from exc
-    if not (name.startswith("gen-") and "/" not in name and (folder / name).is_dir()):
-        raise IndexCorrupt(
-            f"{folder / CURRENT} names {name[:80]!r}, which is not a generation here; {_recover(folder)}"
-        )
-    return name
-
-
-def _recover(folder: Path) -> str:
-    kept = sorted((g.name for g in folder.glob("gen-*") if (g / "manifest.json").is_file()), key=_generation_number)
-    if kept:
-        return f"to go back to the newest complete generation: echo {kept[-1]} > {folder / CURRENT}"
-    return f"rebuild it with: rag ingest <your files> --index {folder} --rebuild"
-
-
-def _generation_number(name: str) -> int:
-    try:
-        return int(name.removeprefix("gen-"))
-    except ValueError:
-        return 0
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _fsync_tree(folder: Path) -> None:
-    for path in folder.rglob("*"):
-        if path.is_file():
-            with open(path, "rb") as fh:
-                os.fsync(fh.fileno())
-    for path in [folder, *[p for p in folder.rglob("*") if p.is_dir()]]:
-        _fsync_dir(path)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -1,0 +1,127 @@
+"""Searching several segments (or shards) as one index.
+
+Dense: every part is searched and the best ``k`` kept by score (exact for flat parts: the global top k lies in
+the union of the parts' top k). BM25: the parts' term statistics are summed at query time, the document
+frequency and the average length of the whole index, and every part's term counts are scored with them, so a
+ranking does not depend on how the corpus happens to be split into segments or shards: the scores equal one
+BM25 over all the chunks (up to float rounding).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from rag.dense import DenseIndex, KeySet
+from rag.errors import ReadOnlyIndex
+from rag.lexical import BM25Index, LexicalSettings, lucene_idf, top_rows
+from rag.types import Embeddings
+
+
+class MultiDense(DenseIndex):
+    """Searches every part's FAISS index and keeps the best ``k`` by score."""
+
+    def __init__(
+        self, parts: Sequence[DenseIndex], key_ranges: Sequence[tuple[int, int]] | None = None, dim: int = 384
+    ) -> None:
+        kinds = sorted({p.kind for p in parts})
+        super().__init__(kind="+".join(kinds) or "flat", dim=parts[0].dim if parts else dim, params={})
+        self.params = {"parts": len(parts)}
+        self.parts = list(parts)
+        # The smallest and largest chunk key of each part: a filter's keys go only to the parts that hold them.
+        self.key_ranges = list(key_ranges) if key_ranges is not None else None
+
+    @property
+    def size(self) -> int:
+        return sum(p.size for p in self.parts)
+
+    def search(
+        self, query: Embeddings, k: int, keys: KeySet | npt.NDArray[np.int64] | None = None
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        if keys is None:
+            found = [p.search(query, k) for p in self.parts if p.size]
+        else:
+            keys = keys if isinstance(keys, KeySet) else KeySet(keys)
+            found = []
+            for i, part in enumerate(self.parts):
+                mine = keys.within(*self.key_ranges[i]) if self.key_ranges is not None else keys
+                if part.size and len(mine):
+                    found.append(part.search(query, k, keys=mine))
+        if not found:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        keys = np.concatenate([f[0] for f in found])
+        scores = np.concatenate([f[1] for f in found])
+        order = np.lexsort((keys, -scores))[:k]  # best score first, ties by key
+        return keys[order], scores[order]
+
+    def save(self, path: Path) -> None:
+        raise ReadOnlyIndex("a dense index over several parts is saved part by part")
+
+
+class MultiBM25(BM25Index):
+    """BM25 over several parts' arrays as one ranking; row ``offsets[i] + r`` is part ``i``'s row ``r``.
+
+    ``global_stats`` (the default) scores with the whole index's document frequencies and average length;
+    ``False`` merges each part's own scores (for measuring what that would cost)."""
+
+    def __init__(
+        self,
+        parts: Sequence[BM25Index],
+        offsets: Sequence[int],
+        *,
+        global_stats: bool = True,
+        settings: LexicalSettings | None = None,
+    ) -> None:
+        super().__init__(settings or (parts[0].settings if parts else LexicalSettings()))
+        self.parts = list(parts)
+        self.offsets = list(offsets)
+        self.size = sum(p.size for p in self.parts)
+        self.global_stats = global_stats
+        self.total_length = float(sum(float(p.lengths.sum()) for p in self.parts))
+
+    def search(self, query: str, k: int, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        tokens = self.tokenize(query)
+        if self.size == 0 or not tokens or (rows is not None and not len(rows)):
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        k1, b = self.settings.k1, self.settings.b
+        avg = max(self.total_length / self.size, 1e-9)
+        terms = set(tokens)
+        if self.global_stats:
+            counts = {t: [p.frequencies(t) for p in self.parts] for t in terms}
+            idf = {t: lucene_idf(sum(len(r) for r, _ in ps), self.size) for t, ps in counts.items()}
+        else:
+            counts = {t: [p.postings(t) for p in self.parts] for t in terms}
+        # Each part scores its own rows and keeps its top k (what a shard server would do); the global top k is
+        # inside the union of those. A repeated query term counts again, as in bm25s's own get_scores.
+        found_rows, found_scores = [], []
+        kept = None if rows is None else np.asarray(rows, dtype=np.int64)
+        for i, (part, offset) in enumerate(zip(self.parts, self.offsets, strict=True)):
+            if not part.size:
+                continue
+            scores = np.zeros(part.size, dtype=np.float32)
+            for term in tokens:
+                hit_rows, values = counts[term][i]
+                if not len(hit_rows):
+                    continue
+                if self.global_stats:
+                    norm = k1 * (1 - b + b * part.lengths[hit_rows] / avg)
+                    scores[hit_rows] += (idf[term] * values / (values + norm)).astype(np.float32)
+                else:
+                    scores[hit_rows] += values
+            mine = None  # a filter's rows in this part, counted from the part's first row
+            if kept is not None:
+                mine = kept[np.searchsorted(kept, offset) : np.searchsorted(kept, offset + part.size)] - offset
+            top, top_scores = top_rows(scores, k, mine)
+            found_rows.append(offset + top)
+            found_scores.append(top_scores)
+        if not found_rows:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        rows_all, scores_all = np.concatenate(found_rows), np.concatenate(found_scores)
+        order = np.lexsort((rows_all, -scores_all))[:k]  # best first, ties by row as a stable sort over one array
+        return rows_all[order], scores_all[order].astype(np.float32)
+
+    def save(self, folder: Path) -> None:
+        raise ReadOnlyIndex("a BM25 index over several parts is saved part by part")

@@ -1,0 +1,270 @@
+"""A segment: some documents with their chunks, vectors, FAISS index and BM25 arrays, immutable once written.
+
+On disk a segment is a folder ``segments/seg-GGGGGG-NN/`` (named after the commit that wrote it)::
+
+    segment.json       counts, dense index kind and parameters, document checksums, every file's sha256 and size
+    documents.jsonl    every document with its exact text
+    chunks.npz         key, document row, ordinal, start, end of every chunk (keys ascending)
+    vectors.npy        float32 (n, dim), L2-normalised, row i = chunk i
+    dense.faiss        the FAISS index (ids = chunk keys)
+    bm25/              bm25s arrays, vocabulary and token counts (no pickles)
+
+A write adds one new segment for its new documents; a replace or delete writes the segments that held the old
+versions again without them (the other segments are not touched); a merge writes several adjacent segments as
+one. Chunk keys ascend across the segments of a commit, so a key finds its segment by binary search.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from rag.chunking import ChunkerSettings
+from rag.dense import DenseIndex
+from rag.errors import IndexCorrupt
+from rag.lexical import BM25Index, LexicalSettings
+from rag.store.files import (
+    check_files,
+    describe_files,
+    doc_from_record,
+    doc_record,
+    fsync_tree,
+    sha256,
+    write_json,
+)
+from rag.types import Chunk, Document, Embeddings
+
+SEGMENT_MANIFEST = "segment.json"
+
+
+@dataclass(frozen=True, slots=True)
+class IndexSettings:
+    """Everything that shapes an index; an index built with other settings is refused at load."""
+
+    chunker: ChunkerSettings = ChunkerSettings()
+    lexical: LexicalSettings = LexicalSettings()
+    title_in_text: bool = True  # the title is prepended to each chunk for embedding and BM25
+    dense_kind: str = "auto"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "chunker": self.chunker.as_dict(),
+            "lexical": self.lexical.as_dict(),
+            "title_in_text": self.title_in_text,
+        }
+
+
+def indexed_text(title: str, chunk: str, with_title: bool) -> str:
+    return f"{title}\n{chunk}" if with_title and title else chunk
+
+
+@dataclass(eq=False)
+class Segment:
+    """Documents, their chunks (keys ascending) and the search structures over them. Never changed once built:
+    a change builds a new segment. ``name`` is set when the segment is written."""
+
+    documents: dict[str, Document]
+    checksums: dict[str, str]
+    chunks: list[Chunk]
+    vectors: Embeddings
+    dense: DenseIndex
+    lexical: BM25Index
+    name: str | None = None
+    home: Path | None = None  # the folder it was written to or read from
+    digest: str | None = None  # sha256 of its segment.json there
+    keys: npt.NDArray[np.int64] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.keys = np.fromiter((c.key for c in self.chunks), dtype=np.int64, count=len(self.chunks))
+
+    @classmethod
+    def build(
+        cls,
+        documents: Sequence[Document],
+        chunks: list[Chunk],
+        vectors: Embeddings,
+        settings: IndexSettings,
+    ) -> Segment:
+        """A new segment over ``chunks`` (keys ascending) of ``documents``, with FAISS and BM25 built."""
+        docs = {d.id: d for d in documents}
+        keys = np.fromiter((c.key for c in chunks), dtype=np.int64, count=len(chunks))
+        return cls(
+            documents=docs,
+            checksums={d.id: d.checksum for d in documents},
+            chunks=chunks,
+            vectors=vectors,
+            dense=DenseIndex.build(vectors, keys, kind=settings.dense_kind),
+            lexical=BM25Index(settings.lexical).build(
+                [indexed_text(docs[c.doc_id].title, c.text, settings.title_in_text) for c in chunks]
+            ),
+        )
+
+    @classmethod
+    def merge(cls, segments: Sequence[Segment], settings: IndexSettings) -> Segment:
+        """Adjacent segments as one (their chunks and vectors reused: nothing is embedded)."""
+        documents = [d for s in segments for d in s.documents.values()]
+        vectors = [s.vectors for s in segments]
+        dim = vectors[0].shape[1] if vectors else 384
+        merged = cls.build(
+            documents,
+            [c for s in segments for c in s.chunks],
+            np.concatenate(vectors) if vectors else np.zeros((0, dim), dtype=np.float32),
+            settings,
+        )
+        merged.checksums = {k: v for s in segments for k, v in s.checksums.items()}
+        return merged
+
+    def without(self, doc_ids: Iterable[str], settings: IndexSettings) -> Segment | None:
+        """This segment without ``doc_ids`` (None when nothing is left); itself when it holds none of them."""
+        gone = set(doc_ids) & self.documents.keys()
+        if not gone:
+            return self
+        if len(gone) == len(self.documents):
+            return None
+        rows = [i for i, c in enumerate(self.chunks) if c.doc_id not in gone]
+        rest = [d for k, d in self.documents.items() if k not in gone]
+        segment = Segment.build(rest, [self.chunks[i] for i in rows], self.vectors[rows], settings)
+        segment.checksums = {k: v for k, v in self.checksums.items() if k not in gone}
+        return segment
+
+    @property
+    def size(self) -> int:
+        return len(self.chunks)
+
+    @property
+    def key_range(self) -> tuple[int, int]:
+        return (int(self.keys[0]), int(self.keys[-1])) if len(self.keys) else (0, -1)
+
+    def stored_in(self, segments_dir: Path) -> bool:
+        """Whether this very segment is already on disk in ``segments_dir`` (then a commit there lists it)."""
+        return self.name is not None and self.home == (segments_dir / self.name).absolute()
+
+    def entry(self) -> dict[str, Any]:
+        """This segment's line in a commit manifest."""
+        return {
+            "name": self.name,
+            "documents": len(self.documents),
+            "chunks": len(self.chunks),
+            "manifest_sha256": self.digest,
+        }
+
+    def row_of(self, key: int) -> int | None:
+        at = int(np.searchsorted(self.keys, key))
+        return at if at < len(self.keys) and self.keys[at] == key else None
+
+    # ------------------------------------------------------------------------------------------ disk
+
+    def write(self, segments_dir: Path, name: str) -> dict[str, Any]:
+        """Write this segment as ``segments_dir/name`` (atomically: a temporary folder renamed into place);
+        returns its entry for the commit manifest."""
+        segments_dir.mkdir(parents=True, exist_ok=True)
+        tmp = segments_dir / f".tmp-{name}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        with open(tmp / "documents.jsonl", "w", encoding="utf-8") as fh:
+            for doc in self.documents.values():
+                fh.write(json.dumps(doc_record(doc), ensure_ascii=False) + "\n")
+        doc_rows = {doc_id: i for i, doc_id in enumerate(self.documents)}
+        np.savez(
+            tmp / "chunks.npz",
+            key=self.keys,
+            doc=np.array([doc_rows[c.doc_id] for c in self.chunks], dtype=np.int64),
+            ordinal=np.array([c.ordinal for c in self.chunks], dtype=np.int64),
+            start=np.array([c.start for c in self.chunks], dtype=np.int64),
+            end=np.array([c.end for c in self.chunks], dtype=np.int64),
+        )
+        np.save(tmp / "vectors.npy", self.vectors, allow_pickle=False)
+        self.dense.save(tmp / "dense.faiss")
+        self.lexical.save(tmp / "bm25")
+        manifest = {
+            "name": name,
+            "counts": {"documents": len(self.documents), "chunks": len(self.chunks)},
+            "dense_index": {"kind": self.dense.kind, "params": self.dense.params},
+            "documents": {
+                d.id: {"checksum": self.checksums[d.id], "title": d.title, "chars": len(d.text)}
+                for d in self.documents.values()
+            },
+            **describe_files(tmp),
+        }
+        write_json(tmp / SEGMENT_MANIFEST, manifest)
+        fsync_tree(tmp)
+        final = segments_dir / name
+        shutil.rmtree(final, ignore_errors=True)
+        os.rename(tmp, final)
+        self.name, self.home, self.digest = name, final.absolute(), sha256(final / SEGMENT_MANIFEST)
+        return self.entry()
+
+    @classmethod
+    def read(
+        cls,
+        folder: Path,
+        settings: IndexSettings,
+        dim: int,
+        *,
+        verify: bool | str,
+        rebuild: str,
+        relex: bool = False,
+        legacy: dict[str, Any] | None = None,
+    ) -> Segment:
+        """Load the segment in ``folder``. ``relex``: build BM25 again from the chunks (other BM25 parameters
+        than the stored ones). ``legacy``: the manifest of a format-1 generation folder, read as one segment."""
+        manifest = legacy
+        if manifest is None:
+            try:
+                manifest = json.loads((folder / SEGMENT_MANIFEST).read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError) as exc:
+                raise IndexCorrupt(f"segment {folder} has no readable {SEGMENT_MANIFEST} ({exc}); {rebuild}") from exc
+        if verify:
+            check_files(folder, manifest, full=verify == "full", rebuild=rebuild)
+        try:
+            docs = [
+                doc_from_record(json.loads(line))
+                # split("\n"), not splitlines(): ensure_ascii=False leaves U+0085, U+2028 and U+2029 raw in the lines
+                for line in (folder / "documents.jsonl").read_text(encoding="utf-8").split("\n")
+                if line
+            ]
+            arrays = np.load(folder / "chunks.npz", allow_pickle=False)
+            vectors = np.load(folder / "vectors.npy", allow_pickle=False)
+            chunks = [
+                Chunk(int(key), docs[int(row)].id, int(ordinal), int(start), int(end), docs[int(row)].text[start:end])
+                for key, row, ordinal, start, end in zip(
+                    arrays["key"].tolist(),
+                    arrays["doc"].tolist(),
+                    arrays["ordinal"].tolist(),
+                    arrays["start"].tolist(),
+                    arrays["end"].tolist(),
+                    strict=True,
+                )
+            ]
+            info = manifest["dense_index"]
+            dense = DenseIndex.load(folder / "dense.faiss", info["kind"], dim, info["params"])
+            documents = {d.id: d for d in docs}
+            if relex or legacy is not None or not (folder / "bm25" / "lengths.npy").is_file():
+                lexical = BM25Index(settings.lexical).build(
+                    [indexed_text(documents[c.doc_id].title, c.text, settings.title_in_text) for c in chunks]
+                )
+            else:
+                lexical = BM25Index(settings.lexical).load(folder / "bm25", len(chunks))
+        except (OSError, ValueError, KeyError) as exc:
+            raise IndexCorrupt(f"segment {folder} cannot be read ({exc}); {rebuild}") from exc
+        if dense.size != len(chunks) or len(vectors) != len(chunks):
+            raise IndexCorrupt(f"segment {folder} holds {len(chunks)} chunks but {dense.size} vectors; {rebuild}")
+        return cls(
+            documents=documents,
+            checksums={k: v["checksum"] for k, v in manifest["documents"].items()},
+            chunks=chunks,
+            vectors=vectors,
+            dense=dense,
+            lexical=lexical,
+            name=None if legacy is not None else folder.name,
+            home=None if legacy is not None else folder.absolute(),
+            digest=None if legacy is not None else sha256(folder / SEGMENT_MANIFEST),
+        )
