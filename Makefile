@@ -12,7 +12,7 @@ LOCK := requirements.lock
 LOCK_EXCLUDES := triton cuda-bindings cuda-toolkit nvidia-cudnn-cu13 nvidia-cusparselt-cu13 nvidia-nccl-cu13 \
 	nvidia-nvshmem-cu13
 
-.PHONY: install lock serve test index eval eval-quick bench bench-quick bench-scale bench-ray loadtest fuzz clean-index
+.PHONY: install lock serve test index eval eval-quick bench bench-quick bench-scale bench-ray bench-writes loadtest fuzz clean-index
 
 # Installs exactly the locked set, with pip (uv does not look for the torch build on this disk).
 $(STAMP): pyproject.toml $(LOCK)
@@ -60,6 +60,12 @@ eval-quick: install
 # Speed against the model passes' own cost (the floor) and against Haystack 2.x; --scale: 1M/10M vectors.
 bench: install
 	$(BIN)/python eval/bench.py --shared $(SHARED)
+	$(MAKE) bench-writes
+
+# The index's write path (synthetic documents and vectors at 10k/100k/1M chunks) and two writers at once.
+bench-writes: install
+	$(BIN)/python eval/benchmark/writes.py --out eval/results
+	$(BIN)/python eval/benchmark/two_writers.py --out eval/results
 
 bench-quick: install
 	$(BIN)/python eval/bench.py --quick --shared $(SHARED)

@@ -18,12 +18,18 @@ from rag.store import CorpusIndex, indexed_text
 from rag.types import Document
 
 
-def dir_bytes(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+def dir_bytes(folders: Path | list[Path]) -> int:
+    folders = folders if isinstance(folders, list) else [folders]
+    return sum(p.stat().st_size for folder in folders for p in folder.rglob("*") if p.is_file())
 
 
-def live_generation(folder: Path) -> Path:
-    return folder / (folder / "CURRENT").read_text().strip()
+def live_generation(folder: Path) -> list[Path]:
+    """The live commit's folder and the segments it lists (what a copy of the live index needs)."""
+    import json
+
+    commit = folder / (folder / "CURRENT").read_text().strip()
+    manifest = json.loads((commit / "manifest.json").read_text())
+    return [commit, *(folder / "segments" / s["name"] for s in manifest.get("segments", []))]
 
 
 def build(corpus: Corpus, folder: Path, embedder: Embedder, settings: Settings) -> tuple[float, float, CorpusIndex]:
