@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import subprocess
 import sys
@@ -107,3 +108,4 @@ def test_ask_prints_the_sentence_that_holds_the_answer(seed_index_dir):
     assert "28,500" in out
     assert "describing the country as a “money machine”." in out  # the sentence, not the whole passage
     assert "1.52 trillion won" not in out  # the next sentence of the passage is not printed
+    assert re.search(r"\[[^\]\s]+\], characters \d+–\d+", out)  # the citation's [document id] is printed
