@@ -65,7 +65,8 @@ bench: install
 # The index's write path (synthetic documents and vectors at 10k/100k/1M chunks) and two writers at once.
 bench-writes: install
 	$(BIN)/python eval/benchmark/writes.py --out eval/results
-	$(BIN)/python eval/benchmark/two_writers.py --out eval/results
+	$(BIN)/python eval/search_under_writes.py --out eval/results
+	$(BIN)/python eval/two_writers.py --out eval/results
 
 bench-quick: install
 	$(BIN)/python eval/bench.py --quick --shared $(SHARED)

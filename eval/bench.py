@@ -60,6 +60,9 @@ class Plan:
     embed_runs: int
     reader_questions: int
     peer_ingest_runs: int
+    quality_questions: int  # validation questions scored (search + /ask) on every side, with bootstrap intervals
+    calibration_questions: int  # the peer's no-answer threshold: held-out training questions asked in A and B
+    calibration_others: int | None  # other training articles in the calibration corpora (None: all 24, as ours)
     batch_size: int = 16  # questions per POST /ask/batch
     batch_questions: int = 64  # per /ask/batch run (each way of asking gets the same ones)
     batch_runs: int = 3
@@ -84,6 +87,9 @@ FULL = Plan(
     embed_runs=2,
     reader_questions=100,
     peer_ingest_runs=1,
+    quality_questions=500,
+    calibration_questions=400,
+    calibration_others=None,
 )
 QUICK = Plan(
     mode="quick",
@@ -104,6 +110,9 @@ QUICK = Plan(
     embed_runs=2,
     reader_questions=30,
     peer_ingest_runs=1,
+    quality_questions=60,
+    calibration_questions=40,
+    calibration_others=4,
     batch_questions=32,
     batch_runs=2,
 )
@@ -245,7 +254,7 @@ def reader_choice(asked: str, folder: Path) -> tuple[str, str | None]:
 def main_run(args: argparse.Namespace, plan: Plan, result: dict) -> None:
     from benchmark import backends, filtered, http, ingest, queries
     from benchmark.corpora import QuestionPool, load_data, seed_documents
-    from benchmark.peer import ensure_venv, run_peer
+    from benchmark.peer import ensure_venv
 
     from rag.embedding import Embedder
     from rag.engine import Engine
@@ -346,11 +355,15 @@ def main_run(args: argparse.Namespace, plan: Plan, result: dict) -> None:
         asked = queries.ask_runs(engine, ask_sets)
         floors["/ask"] = queries.floor(engine, asked, read=True)
         latency.append(record("/ask", "in-process", asked))
+    quality_set = pool.scored(plan.quality_questions)
+    log(f"quality: {len(quality_set)} validation questions through search and /ask")
+    ours_quality = queries.ask_questions(engine, quality_set, ask=bool(ask_sets))
     quality = [
         queries.quality(
-            "ours" + (" (heuristic reader)" if reader == "heuristic" else ""),
-            [o for run in searched for o in run],
-            [o for run in asked for o in run],
+            "ours" + (" (heuristic reader)" if reader == "heuristic" else f" ({base.reader_backend})"),
+            "default",
+            *ours_quality,
+            no_answer="its calibrated decider and shipped threshold",
         )
     ]
     cache = queries.cache_effect(engine, pool.any(plan.cache_questions))
@@ -426,47 +439,211 @@ def main_run(args: argparse.Namespace, plan: Plan, result: dict) -> None:
         t0 = time.perf_counter()
         try:
             python = ensure_venv(args.peer_venv, log)
-            del engine  # give the peer the memory back
-            peer = run_peer(
-                python,
-                args.cache / "peer",
-                data.corpus(data.serve),
-                search_runs=search_sets,
-                ask_runs=ask_sets,
-                warmup=warmup,
-                ingest_runs=plan.peer_ingest_runs,
-                reader_dir=reader_dir if reader == "trained" else None,
-                read_k=base.read_k,
-                depth=base.retrieval_depth,
-                max_length=256,
-                stride=96,
-                timeout_s=1800,
-                log=log,
-            )
         except RuntimeError as exc:
-            peer = PeerResult("failed", str(exc))
-        result["peer"] = report.plain(peer)
-        if peer.status == "ok" and peer.quality is not None:
-            quality.append(peer.quality)
-            ours_search = next(x for x in latency if x.endpoint == "/search" and x.where == "in-process")
-            result["haystack_search_speedup"] = ratio(peer.search.p50 if peer.search else None, ours_search.latency.p50)
-            ours_ask = next((x for x in latency if x.endpoint == "/ask" and x.where == "in-process"), None)
-            if reader == "trained" and ours_ask:
-                result["haystack_query_speedup"] = ratio(peer.ask.p50 if peer.ask else None, ours_ask.latency.p50)
-            else:
-                result["haystack_query_speedup"] = None
-                notes.append("haystack_query_speedup not computed: /ask was not timed with the trained reader")
-            ours_ingest = next(i for i in ingests if i.corpus == data.serve)
-            result["haystack_ingest_speedup"] = ratio(peer.ingest_seconds, ours_ingest.seconds)
-        log(f"peer: {peer.status} {peer.note}")
+            python, failed = None, PeerResult("failed", str(exc))
+        if python is not None:
+            del engine  # give the peer the memory back
+            peer_section(
+                args,
+                plan,
+                result,
+                python=python,
+                corpus=data.corpus(data.serve),
+                settings=settings,
+                embedder=embedder,
+                reader=reader,
+                sets=(search_sets, ask_sets, warmup, quality_set),
+                ours=(latency, ingests, ours_quality),
+                quality=quality,
+            )
+            result["latency"] = report.plain(latency)  # with our torch fp32 rows
+        else:
+            result["peer"] = {s: report.plain(replace(failed, setup=s)) for s in PEER_SETUPS}
+            for key in PEER_KEYS:
+                result[key] = None
         section("peer", t0)
     else:
-        result["peer"] = report.plain(PeerResult("skipped", "not run (--quick without --peer, or --no-peer)"))
-        for key in ("haystack_search_speedup", "haystack_query_speedup", "haystack_ingest_speedup"):
+        skipped = "not run (--quick without --peer, or --no-peer)"
+        result["peer"] = {s: report.plain(PeerResult("skipped", skipped, s)) for s in PEER_SETUPS}
+        for key in PEER_KEYS:
             result[key] = None
     result["quality"] = report.plain(quality)
     if plan.mode == "quick":
         notes.append("--quick: small corpora and few runs; use `make bench` for the figures to quote.")
+
+
+# ------------------------------------------------------------------------------------------------ peer
+
+PEER_SETUPS = ("same_runtime", "default")
+PEER_KEYS = (
+    "haystack_same_runtime_search_speedup",
+    "haystack_same_runtime_ask_speedup",
+    "haystack_default_search_speedup",
+    "haystack_default_ask_speedup",
+    "haystack_ingest_speedup",
+)
+TORCH_WHERE = "in-process, torch fp32"
+
+
+def ours_on_torch(settings, corpus, sets, *, ask: bool) -> tuple:
+    """Our side of the same-runtime column: the served corpus built again with the torch fp32 embedder (so both
+    sides search vectors made by the same runtime), then the same questions as every other side, in-process
+    with the torch fp32 embedder and reader. Returns (engine, build seconds, latencies, quality results)."""
+    import shutil
+
+    from benchmark import queries
+
+    from rag.engine import Engine
+
+    search_sets, ask_sets, warmup, quality_set = sets
+    shutil.rmtree(settings.index_dir, ignore_errors=True)
+    engine = Engine.open(settings, create=True)
+    t0 = time.perf_counter()
+    engine.upsert(corpus.documents)
+    build_s = time.perf_counter() - t0
+    log(f"ours, torch fp32: built {len(engine.snapshot.chunks)} chunks in {build_s:.1f} s")
+    for q in warmup:
+        engine.search(q.text, queries.SEARCH_K)
+        if ask:
+            engine.ask(q.text, queries.ASK_TOP_K)
+    searched = queries.search_runs(engine, search_sets)
+    latency = [QueryLatency("/search", TORCH_WHERE, queries.latency(searched), None, "", queries.stages(searched))]
+    if ask:
+        asked = queries.ask_runs(engine, ask_sets)
+        latency.append(QueryLatency("/ask", TORCH_WHERE, queries.latency(asked), None, "", queries.stages(asked)))
+    for x in latency:
+        log(f"{x.endpoint} {x.where} p50 {x.latency.p50:.1f} ms, stages {x.stages}")
+    return engine, build_s, latency, queries.ask_questions(engine, quality_set, ask=ask)
+
+
+def peer_section(args, plan: Plan, result: dict, *, python, corpus, settings, embedder, reader, sets, ours, quality):
+    """Haystack in two columns: the same runtime as a torch fp32 build of ours, and as each is deployed."""
+    from benchmark import queries
+    from benchmark.calibration import calibration_set, fit_threshold
+    from benchmark.peer import our_chunks, run_peer
+
+    search_sets, ask_sets, warmup, quality_set = sets
+    latency, ingests, ours_quality = ours
+    notes: list[str] = result.setdefault("notes", [])
+    trained = reader == "trained"
+    torch_settings = settings.model_copy(
+        update={
+            "embed_backend": "torch",
+            "reader_backend": "torch",
+            "index_dir": args.cache / f"index-{corpus.name}-torch",
+        }
+    )
+    engine, torch_build_s, torch_latency, torch_quality = ours_on_torch(
+        torch_settings, corpus, sets, ask=bool(ask_sets)
+    )
+    latency.extend(torch_latency)
+    cal = calibration_set(
+        args.shared / "data" / "squad-v2.0-dev" / "dev-v2.0.json",
+        args.seeds,
+        sample=plan.calibration_questions,
+        other_articles=plan.calibration_others,
+    )
+    chunks = our_chunks(engine.snapshot, {"covered": cal.covered, "not_covered": cal.not_covered}, embedder, settings)
+    del engine
+    common = dict(
+        search_runs=search_sets,
+        ask_runs=ask_sets,
+        warmup=warmup,
+        quality=quality_set,
+        ingest_runs=plan.peer_ingest_runs,
+        reader_dir=settings.reader_dir if trained else None,
+        ours=settings,
+        max_length=256,
+        stride=96,
+        log=log,
+    )
+    runs = {
+        "same_runtime": run_peer(
+            python,
+            args.cache / "peer",
+            "same_runtime",
+            corpus,
+            chunks=chunks,
+            calibration={"covered": cal.questions, "not_covered": cal.questions},
+            timeout_s=2400,
+            **common,
+        ),
+        "default": run_peer(python, args.cache / "peer", "default", corpus, timeout_s=1800, **common),
+    }
+    same, default = runs["same_runtime"], runs["default"]
+    if same.calibration.get("covered") and same.calibration.get("not_covered"):
+        threshold, fit = fit_threshold(same.calibration["covered"], same.calibration["not_covered"])
+        fit["questions"] = cal.description
+        same.result = replace(same.result, threshold=threshold, threshold_fit=fit)
+        log(f"peer (same_runtime): no-answer threshold {threshold:.4f} ({fit})")
+    result["peer"] = {name: report.plain(run.result) for name, run in runs.items()}
+    for name, run in runs.items():
+        log(f"peer ({name}): {run.result.status} {run.result.note}")
+
+    def lat(endpoint: str, where: str):
+        return next((x.latency for x in latency if x.endpoint == endpoint and x.where == where), None)
+
+    def p50(x) -> float | None:
+        return x.p50 if x is not None else None
+
+    for name, run, where in (("same_runtime", same, TORCH_WHERE), ("default", default, "in-process")):
+        ok = run.result.status == "ok"
+        result[f"haystack_{name}_search_speedup"] = (
+            ratio(p50(run.result.search), p50(lat("/search", where))) if ok else None
+        )
+        result[f"haystack_{name}_ask_speedup"] = (
+            ratio(p50(run.result.ask), p50(lat("/ask", where))) if ok and trained else None
+        )
+    if not trained:
+        notes.append("Haystack /ask ratios not computed: /ask was not timed with the trained reader")
+    ours_ingest = next(i for i in ingests if i.corpus == corpus.name)
+    result["haystack_ingest_speedup"] = (
+        ratio(default.result.ingest_seconds, ours_ingest.seconds) if default.result.status == "ok" else None
+    )
+    result["ours_same_runtime"] = {
+        "embed_backend": torch_settings.embed_backend,
+        "reader_backend": torch_settings.reader_backend,
+        "ingest_seconds": torch_build_s,
+    }
+
+    # quality: each column's pair on the same questions, and ours minus Haystack with paired intervals
+    differences = []
+    if default.result.status == "ok":
+        asked = default.quality_asked if default.scored else []
+        quality.append(
+            queries.quality(
+                "Haystack (defaults)",
+                "default",
+                default.quality_searched,
+                asked,
+                "its no-answer entry (ExtractiveReader default)",
+            )
+        )
+        differences += queries.differences("default", ours_quality, (default.quality_searched, asked))
+    torch_searched, torch_asked = torch_quality
+    quality.append(
+        queries.quality(
+            "ours (torch fp32)",
+            "same_runtime",
+            torch_searched,
+            torch_asked,
+            "its calibrated decider and shipped threshold",
+        )
+    )
+    if same.result.status == "ok":
+        fitted = same.result.threshold
+        kept = queries.thresholded(same.quality_asked, fitted) if same.scored and fitted is not None else []
+        quality.append(
+            queries.quality(
+                "Haystack (torch fp32, our settings)",
+                "same_runtime",
+                same.quality_searched,
+                kept,
+                f"top answer score >= {fitted:.4f}, fitted by our rule" if fitted is not None else "not fitted",
+            )
+        )
+        differences += queries.differences("same_runtime", torch_quality, (same.quality_searched, kept))
+    result["quality_differences"] = report.plain(differences)
 
 
 # ------------------------------------------------------------------------------------------------ batches

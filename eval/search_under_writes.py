@@ -5,7 +5,7 @@ A copy of an index (default: the SciFact evaluation index `make eval` builds, 5,
 running (idle), then again while another client POSTs one new document a second (each a new segment and a
 commit; merges run in the service's background thread). Queries are document titles drawn at random.
 
-    .venv/bin/python eval/benchmark/search_under_writes.py --out eval/results
+    .venv/bin/python eval/search_under_writes.py --out eval/results
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from rag.store import CorpusIndex  # noqa: E402
@@ -33,9 +33,9 @@ from rag.store import CorpusIndex  # noqa: E402
 
 def serve(index: Path, port: int) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "rag.cli", "serve", "--index", str(index), "--port", str(port)],
+        [str(Path(sys.executable).parent / "rag"), "serve", "--index", str(index), "--port", str(port)],
         cwd=ROOT,
-        env={**os.environ, "RAG_LOG_LEVEL": "warning"},
+        env={**os.environ, "RAG_LOG_LEVEL": "warning", "RAG_ALLOW_OPEN_WRITES": "true"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -57,11 +57,20 @@ def wait_ready(client: httpx.Client, base: str, timeout: float = 300) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--index", type=Path, default=ROOT / "eval" / ".cache" / "index-scifact")
+    p.add_argument(
+        "--corpus",
+        type=Path,
+        default=ROOT.parent / "shared" / "data" / "scifact" / "corpus.jsonl",
+        help="built into --index first when that holds no index",
+    )
     p.add_argument("--seconds", type=float, default=60.0, help="seconds idle, then as many under writes")
     p.add_argument("--port", type=int, default=8766)
     p.add_argument("--work", type=Path, default=Path("/tmp/rag-search-under-writes"))
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
+    if not (args.index / "CURRENT").exists():
+        rag = str(Path(sys.executable).parent / "rag")
+        subprocess.run([rag, "ingest", str(args.corpus), "--index", str(args.index)], cwd=ROOT, check=True)
     shutil.rmtree(args.work, ignore_errors=True)
     index = args.work / "index"
     shutil.copytree(args.index, index, ignore=shutil.ignore_patterns("write.lock"))

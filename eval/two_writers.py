@@ -6,7 +6,7 @@ documents must be in the index (read from disk in a new process, and by both wor
 may have failed. Documents are short synthetic news-like paragraphs (real embedding, real commits, real
 merges in the background).
 
-    .venv/bin/python eval/benchmark/two_writers.py --docs 500 --out eval/results
+    .venv/bin/python eval/two_writers.py --docs 500 --out eval/results
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from rag.store import CorpusIndex  # noqa: E402
@@ -61,8 +61,8 @@ def main() -> None:
         (files / f"ingest-{i:04d}.json").write_text(
             json.dumps({"id": f"ingest-{i:04d}", "title": f"Ingested {i}", "text": text("ingest", i)})
         )
-    rag = [sys.executable, "-m", "rag.cli"]
-    env = {**os.environ, "RAG_LOG_LEVEL": "warning"}
+    rag = [str(Path(sys.executable).parent / "rag")]
+    env = {**os.environ, "RAG_LOG_LEVEL": "warning", "RAG_ALLOW_OPEN_WRITES": "true"}
     server = subprocess.Popen(
         [*rag, "serve", "--index", str(index), "--workers", "2", "--port", str(args.port)],
         cwd=ROOT,

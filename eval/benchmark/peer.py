@@ -1,7 +1,12 @@
 """The peer: Haystack 2.x doing the same job, in its own virtual environment (never a dependency of ours).
 
-The benchmark writes a job (corpus, questions, settings), runs ``eval/haystack_peer.py`` with the peer's
-interpreter, and reads back its timings and results; quality is scored here, with the same code as ours.
+The benchmark writes a job (setup, corpus, questions, settings), runs ``eval/haystack_peer.py`` with the peer's
+interpreter, and reads back its timings and raw results; quality is scored by the benchmark, with the same code
+as ours. Two setups, two columns of the report (the peer script's docstring says what each sets):
+
+- ``same_runtime``: our chunks, our BM25 parameters and fields, our depth / k / read_k, our reader weights, all
+  in torch fp32 as our side then runs; its no-answer threshold is fitted by our rule (benchmark/calibration.py);
+- ``default``: Haystack as its documentation sets it up for CPU, against ours as shipped.
 """
 
 from __future__ import annotations
@@ -12,18 +17,24 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmark.corpora import Corpus, Question
-from benchmark.queries import SEARCH_K, Observed, quality
+from benchmark.queries import SEARCH_K, Observed
 from benchmark.records import Latency, PeerResult
-from rag.embedding import model_dir
+from rag.chunking import chunk_text
+from rag.embedding import Embedder, model_dir
 from rag.reader.model import base_model_path
+from rag.settings import Settings
+from rag.store import CorpusIndex, indexed_text
+from rag.types import Document
 
 HAYSTACK = "haystack-ai==2.31.0"
 TORCH = "torch==2.13.0"  # first, alone: the CPU build lies on this disk; an unpinned torch pulls CUDA builds
 PEER_SCRIPT = Path(__file__).resolve().parent.parent / "haystack_peer.py"
+SETUPS = ("same_runtime", "default")
 
 
 def requirements() -> list[str]:
@@ -65,46 +76,118 @@ def reader_source(reader_dir: Path | None) -> tuple[str | None, str]:
     return None, "base MiniLM with an untrained QA head: timing only, answers not scored"
 
 
-def _questions(runs: Sequence[Sequence[Question]]) -> list[list[dict]]:
-    return [[{"id": q.id, "text": q.text} for q in run] for run in runs]
+def our_chunks(
+    index: CorpusIndex, extra: Mapping[str, Sequence[Document]], embedder: Embedder, settings: Settings
+) -> list[dict]:
+    """Our chunks as the same-runtime peer's documents, each as we index it (title + chunk text): the served
+    index's (store ``serve``) and, chunked here as ``rag ingest`` would, those of the ``extra`` corpora (the
+    calibration stores). A chunk several stores hold is listed once, with all of them."""
+    rows: dict[tuple[str, int, int], dict] = {}
+    with_title = settings.title_in_text
+
+    def add(doc: Document, start: int, end: int, store: str) -> None:
+        row = rows.setdefault(
+            (doc.id, start, end),
+            {
+                "id": f"{doc.id}#{start}-{end}",
+                "doc_id": doc.id,
+                "start": start,
+                "end": end,
+                "text": indexed_text(doc.title, doc.text[start:end], with_title),
+                "stores": [],
+            },
+        )
+        row["stores"].append(store)
+
+    for c in index.chunks:
+        add(index.documents[c.doc_id], c.start, c.end, "serve")
+    chunker = settings.index_settings().chunker
+    for store, docs in extra.items():
+        for doc in docs:
+            for s in chunk_text(doc.text, embedder.token_offsets, chunker):
+                add(doc, s.start, s.end, store)
+    return list(rows.values())
+
+
+def _questions(questions: Sequence[Question]) -> list[dict]:
+    return [{"id": q.id, "text": q.text} for q in questions]
+
+
+def _write_jsonl(path: Path, rows: Sequence[dict]) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        for r in rows:
+            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+
+
+@dataclass
+class PeerRun:
+    """One setup's figures and the raw results the benchmark scores (answers as the peer returned them:
+    ``default`` after its own no-answer rule, ``same_runtime`` the top answer with its score, unthresholded)."""
+
+    result: PeerResult
+    quality_searched: list[Observed] = field(default_factory=list)
+    quality_asked: list[Observed] = field(default_factory=list)
+    calibration: dict[str, list[Observed]] = field(default_factory=dict)
+    scored: bool = False  # answers come from our trained weights
 
 
 def run_peer(
     python: Path,
     work: Path,
+    setup: str,
     corpus: Corpus,
     *,
     search_runs: Sequence[Sequence[Question]],
     ask_runs: Sequence[Sequence[Question]],
     warmup: Sequence[Question],
+    quality: Sequence[Question],
     ingest_runs: int,
     reader_dir: Path | None,
-    read_k: int,
-    depth: int,
+    ours: Settings,
     max_length: int,
     stride: int,
     timeout_s: float,
     log,
-) -> PeerResult:
+    chunks: Sequence[dict] = (),
+    calibration: Mapping[str, Sequence[Question]] | None = None,
+) -> PeerRun:
+    """Run the peer in ``setup``. ``same_runtime`` needs ``chunks`` (``our_chunks``) and takes ``calibration``
+    questions per store (covered, not_covered); ``default`` splits ``corpus`` itself."""
+    if setup not in SETUPS:
+        raise ValueError(f"setup must be one of {SETUPS}, got {setup!r}")
+    work = work / setup
     work.mkdir(parents=True, exist_ok=True)
-    docs = work / "documents.jsonl"
-    with open(docs, "w", encoding="utf-8") as fh:
-        for d in corpus.documents:
-            fh.write(json.dumps({"id": d.id, "title": d.title, "text": d.text}, ensure_ascii=False) + "\n")
     weights, reader_label = reader_source(reader_dir)
-    job = {
-        "documents": str(docs),
+    job: dict = {
+        "setup": setup,
         "embedding_model": str(model_dir()),
         "reader": {"weights": weights, "tokenizer": base_model_path(), "max_seq_length": max_length, "stride": stride},
-        # ~150 words is about our 200-token chunk; overlap about our one repeated sentence.
-        "split": {"by": "word", "length": 150, "overlap": 15},
-        "retrieval": {"depth": depth, "search_k": SEARCH_K, "read_k": read_k, "answers": 3},
+        "retrieval": {
+            "depth": ours.retrieval_depth,
+            "search_k": SEARCH_K,
+            "read_k": ours.read_k,
+            "answers": ours.max_answers,
+            "dense_weight": ours.dense_weight,
+            "lexical_weight": ours.lexical_weight,
+        },
         "ingest_runs": ingest_runs,
         "warmup": [q.text for q in warmup],
-        "search_runs": _questions(search_runs),
-        "ask_runs": _questions(ask_runs),
+        "search_runs": [_questions(run) for run in search_runs],
+        "ask_runs": [_questions(run) for run in ask_runs],
+        "quality": _questions(quality),
         "work_dir": str(work),
     }
+    if setup == "same_runtime":
+        job["chunks"] = str(work / "chunks.jsonl")
+        _write_jsonl(work / "chunks.jsonl", chunks)
+        job["bm25"] = {"algorithm": "BM25Plus", "parameters": {"k1": ours.bm25_k1, "b": ours.bm25_b, "delta": 0.0}}
+        if calibration and weights is not None:
+            job["calibration"] = {name: _questions(qs) for name, qs in calibration.items()}
+    else:
+        job["documents"] = str(work / "documents.jsonl")
+        _write_jsonl(
+            work / "documents.jsonl", [{"id": d.id, "title": d.title, "text": d.text} for d in corpus.documents]
+        )
     job_path, out_path = work / "job.json", work / "result.json"
     job_path.write_text(json.dumps(job, indent=1))
     out_path.unlink(missing_ok=True)
@@ -115,7 +198,7 @@ def run_peer(
         "TRANSFORMERS_OFFLINE": "1",
     }
     log_path = work / "peer.log"
-    log(f"peer: running {PEER_SCRIPT.name} ({corpus.name}, {len(corpus.documents)} documents); log in {log_path}")
+    log(f"peer ({setup}): running {PEER_SCRIPT.name} on {corpus.name}; log in {log_path}")
     with open(log_path, "w") as out:
         try:
             proc = subprocess.run(
@@ -127,37 +210,47 @@ def run_peer(
                 check=False,
             )
         except subprocess.TimeoutExpired:
-            return PeerResult("failed", f"the peer did not finish in {timeout_s:.0f} s; see {log_path}")
+            return PeerRun(PeerResult("failed", f"the peer did not finish in {timeout_s:.0f} s; see {log_path}", setup))
     if proc.returncode != 0 or not out_path.is_file():
         tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-5:])
-        return PeerResult("failed", f"the peer exited with {proc.returncode}; see {log_path}: {tail}")
+        return PeerRun(PeerResult("failed", f"the peer exited with {proc.returncode}; see {log_path}: {tail}", setup))
     result = json.loads(out_path.read_text())
-    by_id = {q.id: q for run in (*search_runs, *ask_runs) for q in run}
+    by_id = {q.id: q for qs in (*search_runs, *ask_runs, quality, *(calibration or {}).values()) for q in qs}
 
-    def observed(rows: list[list[dict]]) -> list[list[Observed]]:
-        return [
-            [Observed(by_id[r["id"]], r["ms"], [tuple(p) for p in r["passages"]], r.get("answer")) for r in run]
-            for run in rows
-        ]
+    def observed(rows: list[dict]) -> list[Observed]:
+        out = []
+        for r in rows:
+            answer = r.get("top")
+            if setup == "default" and r.get("abstained"):
+                answer = None
+            out.append(
+                Observed(by_id[r["id"]], r["ms"], [tuple(p) for p in r["passages"]], answer, score=r.get("score"))
+            )
+        return out
 
-    searched, asked = observed(result["search"]), observed(result["ask"])
-    scored_answers = weights is not None
-    peer_quality = quality(
-        "haystack",
-        [o for run in searched for o in run],
-        [o for run in asked for o in run] if scored_answers else [],
-        note="" if scored_answers else "answers not scored: no trained reader weights",
+    searched = [observed(run) for run in result["search"]]
+    asked = [observed(run) for run in result["ask"]]
+    chunker = (
+        f"our {result['ingest']['chunks']:,} chunks, title prepended"
+        if setup == "same_runtime"
+        else f"{result['ingest']['chunks']:,} chunks (DocumentSplitter defaults: 200 words, no overlap)"
     )
-    return PeerResult(
-        status="ok",
-        note=f"{result['ingest']['chunks']} chunks (DocumentSplitter, 150 words, overlap 15)",
-        versions=result["versions"],
-        reader=reader_label,
-        ingest_seconds=result["ingest"]["seconds"],
-        ingest_documents=result["ingest"]["documents"],
-        ingest_chunks=result["ingest"]["chunks"],
-        search=Latency.of_runs([[o.ms for o in run] for run in searched]),
-        ask=Latency.of_runs([[o.ms for o in run] for run in asked]),
-        rss_peak_mib=result.get("rss_peak_mib"),
-        quality=peer_quality,
+    return PeerRun(
+        PeerResult(
+            status="ok",
+            note=chunker,
+            setup=setup,
+            versions=result["versions"],
+            reader=reader_label,
+            ingest_seconds=result["ingest"]["seconds"],
+            ingest_documents=result["ingest"]["documents"],
+            ingest_chunks=result["ingest"]["chunks"],
+            search=Latency.of_runs([[o.ms for o in run] for run in searched]),
+            ask=Latency.of_runs([[o.ms for o in run] for run in asked]),
+            rss_peak_mib=result.get("rss_peak_mib"),
+        ),
+        quality_searched=observed(result["quality"]["search"]),
+        quality_asked=observed(result["quality"]["ask"]),
+        calibration={name: observed(rows) for name, rows in result.get("calibration", {}).items()},
+        scored=weights is not None,
     )

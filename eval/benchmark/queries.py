@@ -1,5 +1,5 @@
 """Queries in-process (engine calls), their floors (the bare model passes on the same questions), answer
-quality, and the query-embedding cache.
+quality with bootstrap intervals, and the query-embedding cache.
 
 The floors, per question:
 
@@ -12,12 +12,12 @@ The floors, per question:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from benchmark.corpora import Question
-from benchmark.records import CacheEffect, Latency, Quality, timed_ms
+from benchmark.records import CacheEffect, Interval, Latency, Quality, QualityDifference, timed_ms
 from rag.engine import Engine
 from rag.evaluation.metrics import f1, percentile
 from rag.types import AskResult, Hit
@@ -37,6 +37,7 @@ class Observed:
     answer: str | None = None
     read: list[str] | None = None  # the passages the reader read (/ask)
     timings: dict[str, float] = field(default_factory=dict)
+    score: float | None = None  # the top answer's score, where a threshold is still to be applied (the peer)
 
 
 def hit_span(hit: Hit) -> tuple[str, int, int]:
@@ -163,20 +164,82 @@ def gold_rank(q: Question, passages: Sequence[tuple[str, int, int]]) -> int | No
     return None
 
 
-def quality(system: str, searched: Sequence[Observed], asked: Sequence[Observed], note: str = "") -> Quality:
-    recall = [float((r := gold_rank(o.question, o.passages)) is not None and r <= 5) for o in searched]
-    answerable = [o for o in asked if o.question.answers]
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 13
+METRICS = ("recall_at_5", "f1_squad2", "f1_answerable")
+
+
+def ask_questions(engine: Engine, questions: Sequence[Question], *, ask: bool) -> tuple[list[Observed], list[Observed]]:
+    """Each question once through search (for recall@5) and, with ``ask``, once through /ask (for F1)."""
+    searched = search_runs(engine, [questions])[0]
+    asked = ask_runs(engine, [questions])[0] if ask else []
+    return searched, asked
+
+
+def per_question(searched: Sequence[Observed], asked: Sequence[Observed]) -> dict[str, dict[str, float]]:
+    """Each metric per question id: recall@5 from the search passages; SQuAD 2.0 F1 from /ask's top answer (an
+    abstention is an empty answer, right on an unanswerable question); F1 answerable on answerable ones only."""
+    out: dict[str, dict[str, float]] = {m: {} for m in METRICS}
+    for o in searched:
+        out["recall_at_5"][o.question.id] = float((r := gold_rank(o.question, o.passages)) is not None and r <= 5)
+    for o in asked:
+        score = f1(o.answer or "", o.question.answers)
+        out["f1_squad2"][o.question.id] = score
+        if o.question.answers:
+            out["f1_answerable"][o.question.id] = score
+    return out
+
+
+def bootstrap(
+    values: Sequence[float], *, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED
+) -> Interval | None:
+    """The mean and its 95% percentile-bootstrap interval over the questions (a fixed seed: reruns agree)."""
+    if not values:
+        return None
+    x = np.asarray(values, dtype=np.float64)
+    idx = np.random.default_rng(seed).integers(0, len(x), size=(resamples, len(x)))
+    means = x[idx].mean(axis=1)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return Interval(float(x.mean()), float(lo), float(hi), len(x))
+
+
+def quality(
+    system: str, column: str, searched: Sequence[Observed], asked: Sequence[Observed], no_answer: str, note: str = ""
+) -> Quality:
+    per = per_question(searched, asked)
     return Quality(
         system=system,
-        questions=len(searched) + len(asked),
-        recall_at_5=float(np.mean(recall)) if recall else None,
-        f1_answerable=float(np.mean([f1(o.answer or "", o.question.answers) for o in answerable]))
-        if answerable
-        else None,
-        f1_squad2=float(np.mean([f1(o.answer or "", o.question.answers) for o in asked])) if asked else None,
+        column=column,
+        questions=len({o.question.id for o in (*searched, *asked)}),
+        recall_at_5=bootstrap(list(per["recall_at_5"].values())),
+        f1_squad2=bootstrap(list(per["f1_squad2"].values())),
+        f1_answerable=bootstrap(list(per["f1_answerable"].values())),
         answered=float(np.mean([o.answer is not None for o in asked])) if asked else None,
+        no_answer=no_answer,
         note=note,
     )
+
+
+def differences(
+    column: str,
+    ours: tuple[Sequence[Observed], Sequence[Observed]],
+    theirs: tuple[Sequence[Observed], Sequence[Observed]],
+) -> list[QualityDifference]:
+    """Ours minus Haystack per metric, over the questions both answered: a paired bootstrap (each resample
+    draws the same questions for both)."""
+    a, b = per_question(*ours), per_question(*theirs)
+    out = []
+    for metric in METRICS:
+        ids = [q for q in a[metric] if q in b[metric]]
+        diff = bootstrap([a[metric][q] - b[metric][q] for q in ids])
+        if diff is not None:
+            out.append(QualityDifference(column, metric, diff))
+    return out
+
+
+def thresholded(asked: Sequence[Observed], threshold: float) -> list[Observed]:
+    """Answers kept where their score reaches ``threshold``, else abstentions."""
+    return [replace(o, answer=o.answer if o.score is not None and o.score >= threshold else None) for o in asked]
 
 
 # ------------------------------------------------------------------------------------------------ cache

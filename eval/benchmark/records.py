@@ -157,14 +157,38 @@ class CacheEffect:
 
 
 @dataclass(frozen=True, slots=True)
+class Interval:
+    """A mean over questions with its 95% percentile-bootstrap interval (resampling the questions)."""
+
+    value: float
+    lo: float
+    hi: float
+    n: int  # questions it is a mean over
+
+
+@dataclass(frozen=True, slots=True)
 class Quality:
+    """One system in one column of the comparison, on the quality questions (each asked through search for
+    recall@5 and through /ask for F1)."""
+
     system: str
+    column: str  # same_runtime | default (ours as shipped, Haystack as documented)
     questions: int
-    recall_at_5: float | None  # gold paragraph among the first 5 passages (/search questions)
-    f1_answerable: float | None  # top answer vs gold, answerable questions only (/ask questions)
-    f1_squad2: float | None  # SQuAD 2.0 style: abstaining on an unanswerable question scores 1
-    answered: float | None  # share of /ask questions that got an answer
+    recall_at_5: Interval | None  # gold paragraph among the first 5 passages
+    f1_squad2: Interval | None  # SQuAD 2.0 style: abstaining on an unanswerable question scores 1
+    f1_answerable: Interval | None  # top answer vs gold, answerable questions only
+    answered: float | None  # share of questions that got an answer
+    no_answer: str  # how it decides to abstain
     note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class QualityDifference:
+    """Ours minus Haystack on the same questions, in one column: a paired bootstrap interval."""
+
+    column: str
+    metric: str  # recall_at_5 | f1_squad2 | f1_answerable
+    ours_minus_haystack: Interval
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,10 +212,11 @@ class ReaderBackend:
 
 @dataclass(frozen=True, slots=True)
 class PeerResult:
-    """Haystack 2.x doing the same job in its own virtual environment."""
+    """Haystack 2.x doing the same job in its own virtual environment, in one setup (eval/haystack_peer.py)."""
 
     status: str  # ok | skipped | failed
     note: str = ""
+    setup: str = ""  # same_runtime | default
     versions: dict[str, str] = field(default_factory=dict)
     reader: str = ""  # which weights its ExtractiveReader was given
     ingest_seconds: float | None = None
@@ -200,7 +225,8 @@ class PeerResult:
     search: Latency | None = None
     ask: Latency | None = None
     rss_peak_mib: float | None = None
-    quality: Quality | None = None
+    threshold: float | None = None  # same_runtime: the no-answer threshold fitted on its top answer's score
+    threshold_fit: dict[str, Any] = field(default_factory=dict)  # on what, by which rule
 
 
 @dataclass(frozen=True, slots=True)

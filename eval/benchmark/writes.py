@@ -178,6 +178,9 @@ def main() -> None:
     p.add_argument("--work", type=Path, default=Path("/tmp/rag-write-bench"))
     p.add_argument("--out", type=Path, default=None, help="folder for writes.json and writes.md")
     args = p.parse_args()
+    from rag import dense
+
+    dense.set_search_threads(1)  # as the service searches (rag/engine.py Engine.open)
     rows = []
     for size in args.sizes:
         gen = Synthetic(seed=size)
