@@ -133,7 +133,7 @@ def main() -> None:
         "segments": len(final.segments),
         "documents_listed_by_workers": sorted(seen_by_workers),
         "seconds": round(seconds, 1),
-        "ingest_tail": ingest_out.strip().splitlines()[-1:] if ingest_out else [],
+        "ingest_said": " ".join(ingest_out.split())[-300:] if ingest_out else "",
     }
     print(json.dumps(result, indent=2))
     if args.out is not None:
