@@ -109,7 +109,8 @@ def test_save_and_load_round_trip(embedder, model, tmp_path, seed_text):
     assert segment["dense_index"]["kind"] == "flat"
 
 
-def test_a_new_save_replaces_the_generation_and_cleans_up(embedder, model, tmp_path):
+def test_a_new_save_replaces_the_generation_and_cleans_up(embedder, model, tmp_path, monkeypatch):
+    monkeypatch.setattr(store.commit, "KEEP_SECONDS", 0.0)  # as if every earlier commit were old
     index, _ = CorpusIndex.empty(IndexSettings(), model).apply([doc(1)], embedder=embedder)
     index.save(tmp_path)
     (tmp_path / ".tmp-gen-000009-1").mkdir()  # what a crashed writer leaves
@@ -122,6 +123,42 @@ def test_a_new_save_replaces_the_generation_and_cleans_up(embedder, model, tmp_p
     assert (tmp_path / "CURRENT").read_text().strip() == "gen-000004"
     assert not list(tmp_path.glob(".tmp-*"))
     assert set(CorpusIndex.load(tmp_path).documents) == {"d1", "d2", "d3", "d4"}
+    # Every segment left is listed by a kept commit
+    kept = {
+        s["name"] for g in tmp_path.glob("gen-*") for s in json.loads((g / "manifest.json").read_text())["segments"]
+    }
+    assert {p.name for p in (tmp_path / "segments").iterdir()} == kept
+    monkeypatch.setattr(store.commit, "KEEP_SECONDS", 3600.0)  # young commits are kept whatever their number
+    for n in (5, 6, 7):
+        index, _ = index.apply([doc(n)], embedder=embedder)
+        index.save(tmp_path)
+    assert len(list(tmp_path.glob("gen-*"))) == 6
+
+
+def test_a_load_that_loses_its_commit_to_a_writer_starts_again_from_the_new_one(embedder, model, tmp_path, monkeypatch):
+    from rag.errors import IndexCorrupt as Corrupt
+    from rag.store.segment import Segment
+
+    index, _ = CorpusIndex.empty(IndexSettings(), model).apply([doc(1)], embedder=embedder)
+    index.save(tmp_path)
+    newer, _ = index.apply([doc(2)], embedder=embedder)
+    read = Segment.read
+    calls = []
+
+    def racing(*args, **kwargs):  # the first read finds its files gone: a writer committed and cleaned up
+        calls.append(args[0])
+        if len(calls) == 1:
+            newer.save(tmp_path)
+            raise Corrupt(f"segment {args[0]} cannot be read (gone)")
+        return read(*args, **kwargs)
+
+    monkeypatch.setattr(Segment, "read", staticmethod(racing))
+    loaded = CorpusIndex.load(tmp_path)
+    assert set(loaded.documents) == {"d1", "d2"} and len(calls) >= 2
+    # Without a newer commit the same failure is an error, not a loop
+    monkeypatch.setattr(Segment, "read", staticmethod(lambda *a, **k: (_ for _ in ()).throw(Corrupt("broken"))))
+    with pytest.raises(Corrupt, match="broken"):
+        CorpusIndex.load(tmp_path)
 
 
 def test_mismatched_settings_or_model_are_refused_with_a_rebuild_hint(embedder, model, tmp_path):

@@ -2,9 +2,9 @@
 
 A commit is a generation folder ``gen-NNNNNN/`` holding one ``manifest.json`` (the model, the settings, the
 next chunk key and the list of live segments with the checksum of each segment's own manifest). ``CURRENT``
-names the live commit and is replaced atomically. The live commit and the ``KEEP_GENERATIONS`` before it are
-kept, with every segment they reference; anything else (older commits, segments no kept commit lists, a crashed
-writer's ``.tmp-*``) is removed by the next writer, under the lock.
+names the live commit and is replaced atomically. The live commit, the ``KEEP_GENERATIONS`` before it and any
+younger than ``KEEP_SECONDS`` are kept, with every segment they reference; anything else (older commits,
+segments no kept commit lists, a crashed writer's ``.tmp-*``) is removed by the next writer, under the lock.
 """
 
 from __future__ import annotations
@@ -30,6 +30,10 @@ WRITE_LOCK_TIMEOUT_S = 300.0
 #: Generations kept besides the live one after a commit: a process that began loading the previous one a
 #: moment ago (another worker, a `rag ask`) still finds its files.
 KEEP_GENERATIONS = 2
+#: ... and every commit younger than this, with its segments: under many commits a second, the last few commits
+#: are milliseconds old, and a process that began loading one must still find its files. (A reader that loses
+#: the race anyway starts again from the new CURRENT: rag/store/index.py CorpusIndex.load.)
+KEEP_SECONDS = 30.0
 
 
 def generation_name(number: int) -> str:
@@ -99,7 +103,13 @@ def collect_garbage(folder: Path, live: str) -> None:
     """Remove commits older than the ``KEEP_GENERATIONS`` before ``live`` and every segment that none of the
     kept commits lists. Caller holds the write lock (so a ``.tmp-*`` here is a crashed writer's)."""
     older = sorted((g for g in folder.glob("gen-*") if g.name != live), key=lambda g: generation_number(g.name))
+    now = time.time()
     for old in older[: max(0, len(older) - KEEP_GENERATIONS)]:
+        try:
+            if now - (old / "manifest.json").stat().st_mtime < KEEP_SECONDS:
+                continue  # young: a process may have begun reading it a moment ago (many commits a second)
+        except OSError:
+            pass
         shutil.rmtree(old, ignore_errors=True)
     referenced: set[str] = set()
     for gen in folder.glob("gen-*"):

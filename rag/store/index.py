@@ -52,6 +52,8 @@ log = logging.getLogger(__name__)
 #: one segment, written as format 2 by the next write.
 FORMAT_VERSION = 2
 EMBED_BATCH = 256
+#: A load whose commit was replaced, and its files removed, while it read them starts again this many times.
+LOAD_ATTEMPTS = 5
 
 Progress = Callable[[int, int], None]
 #: A document chunked and embedded elsewhere: its chunk spans (start, end) and their vectors, row for row.
@@ -312,10 +314,34 @@ class CorpusIndex:
         ``verify``: True checks every file's size and the checksums of the files under 1 MiB (a load costs
         what it reads, not a hash of every vector); ``"full"`` hashes every byte (``rag verify``); False skips.
         ``reuse``: a snapshot loaded from the same folder earlier, whose segments still listed are not read
-        again (segments never change), so noticing another process's commit costs what it added."""
+        again (segments never change), so noticing another process's commit costs what it added.
+
+        A commit whose files vanish while it is read (writers committed meanwhile, and the oldest commits' files
+        were removed) is not an error: the load starts again from the commit ``CURRENT`` names now, as Lucene's
+        readers do."""
         folder = Path(folder)
+        for attempt in range(LOAD_ATTEMPTS):
+            current = read_current(folder)
+            try:
+                return cls._load_commit(folder, current, settings=settings, model=model, verify=verify, reuse=reuse)
+            except IndexCorrupt:
+                if attempt + 1 == LOAD_ATTEMPTS or read_current(folder) == current:
+                    raise
+                log.info("commit %s changed while it was read: reading %s", current, read_current(folder))
+        raise AssertionError("unreachable")
+
+    @classmethod
+    def _load_commit(
+        cls,
+        folder: Path,
+        current: str | None,
+        *,
+        settings: IndexSettings | None,
+        model: dict[str, Any] | None,
+        verify: bool | str,
+        reuse: CorpusIndex | None,
+    ) -> CorpusIndex:
         rebuild = f"rebuild it with: rag ingest <your files> --index {folder} --rebuild"
-        current = read_current(folder)
         if current is None:
             raise IndexNotFound(
                 f"no index in {folder} (no {commits.CURRENT} file); build one with: rag ingest seeds/ --index {folder}"
