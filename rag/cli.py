@@ -289,7 +289,9 @@ def ask(
             before, after = a.sentence[:lo], a.sentence[hi:]
             console.print(f"  {escape(before)}[reverse bold]{escape(a.text)}[/reverse bold]{escape(after)}")
             page = f", page {a.page}" if a.page else ""
-            console.print(f"  [dim]— {escape(a.title)} \\[{escape(a.doc_id)}]{page}, characters {a.start}–{a.end}[/dim]")
+            console.print(
+                f"  [dim]— {escape(a.title)} \\[{escape(a.doc_id)}]{page}, characters {a.start}–{a.end}[/dim]"
+            )
     if not as_json:
         console.print(f"[dim]{json.dumps(result.timings_ms)}[/dim]")
     if result.no_answer:

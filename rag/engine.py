@@ -61,6 +61,8 @@ class Engine:
         #: Merge segments in a background thread after writes (``False``: only when ``merge_once`` is called).
         self.background_merges = True
         self._merger: threading.Thread | None = None
+        self._watcher: threading.Thread | None = None
+        self._watching = threading.Event()
 
     @classmethod
     def open(cls, settings: Settings, *, create: bool = False, read: bool = True) -> Engine:
@@ -160,6 +162,25 @@ class Engine:
                         log.info("index: now serving %s (committed by another process)", latest)
 
         threading.Thread(target=load, name="rag-index-refresh", daemon=True).start()
+
+    def watch_commits(self) -> None:
+        """Look for other processes' commits every REFRESH_INTERVAL_S in a background thread (a serving process),
+        so that an idle worker is current by the time a request comes, not one request later."""
+        if self._watcher is not None and self._watcher.is_alive():
+            return
+        self._watching.clear()
+
+        def watch() -> None:
+            while not self._watching.wait(REFRESH_INTERVAL_S / 2):  # _notice_commits looks once a second
+                snap = self._snapshot
+                if snap is not None:
+                    self._notice_commits(snap)
+
+        self._watcher = threading.Thread(target=watch, name="rag-commit-watch", daemon=True)
+        self._watcher.start()
+
+    def stop_watching(self) -> None:
+        self._watching.set()
 
     # ------------------------------------------------------------------------------------------- reads
 

@@ -33,7 +33,11 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
             except RagError as exc:  # models missing: stay up, say why on /readyz
                 app.state.startup_error = str(exc)
                 log.error("start-up failed: %s", exc)
+        if app.state.engine is not None:
+            app.state.engine.watch_commits()  # another worker's or a `rag ingest`'s commits, even when idle
         yield
+        if app.state.engine is not None:
+            app.state.engine.stop_watching()
 
     app = FastAPI(
         title="rag: extractive question answering",

@@ -68,6 +68,24 @@ def test_a_second_engine_serves_another_processs_commit_without_a_restart(tmp_pa
     assert sorted(CorpusIndex.load(folder).documents) == ["first", "second", "third"]
 
 
+def test_a_watching_engine_is_current_before_any_request(tmp_path, embedder):
+    folder = tmp_path / "index"
+    writer = Engine(make_settings(folder), embedder)
+    writer.reload(create=True)
+    writer.upsert([_doc("first")])
+    idle = Engine(make_settings(folder), embedder)  # a service worker that gets no request meanwhile
+    idle.reload()
+    idle.watch_commits()
+    try:
+        writer.upsert([_doc("second")])
+        deadline = time.monotonic() + 60
+        while idle.ready and "second" not in idle._snapshot.documents and time.monotonic() < deadline:
+            time.sleep(0.1)  # (reads _snapshot: a read through .snapshot would itself look for commits)
+        assert sorted(idle._snapshot.documents) == ["first", "second"]
+    finally:
+        idle.stop_watching()
+
+
 def test_a_waiting_writer_gives_up_with_a_clear_error(tmp_path):
     folder = tmp_path / "index"
     held, release = threading.Event(), threading.Event()
@@ -90,7 +108,10 @@ def test_a_waiting_writer_gives_up_with_a_clear_error(tmp_path):
         pass
 
 
-def test_a_garbled_current_is_refused_with_the_way_back_and_nothing_is_deleted(tmp_path, embedder):
+def test_a_garbled_current_is_refused_with_the_way_back_and_nothing_is_deleted(tmp_path, embedder, monkeypatch):
+    from rag.store import commit
+
+    monkeypatch.setattr(commit, "KEEP_SECONDS", 0.0)  # keep only the live commit and the two before it
     folder = tmp_path / "index"
     engine = Engine(make_settings(folder), embedder)
     engine.reload(create=True)
