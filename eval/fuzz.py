@@ -236,7 +236,7 @@ KNOWN = [
     ),
     (
         ("after a restart",),
-        "**A written document can make the index unreadable.** rag/store.py writes documents.jsonl with "
+        "**A written document can make the index unreadable.** rag/store/segment.py writes documents.jsonl with "
         "`json.dumps(..., ensure_ascii=False)`, which leaves U+0085, U+2028 and U+2029 raw, and reads it back with "
         "`str.splitlines()`, which splits on them: the next start finds a broken line and the service is never "
         'ready. Fix: read with `.split("\\n")` (the files on disk are fine, so this also heals indexes '

@@ -1,4 +1,4 @@
-"""Several writers on one index folder (rag/store.py write_lock, rag/engine.py Engine.write): nothing lost.
+"""Several writers on one index folder (rag/store/commit.py write_lock, rag/engine.py Engine.write): nothing lost.
 
 Each process's Engine starts from its own snapshot; the write lock is held from reading the latest commit to
 switching CURRENT, so a commit made by another process since is read first and kept."""
