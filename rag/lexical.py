@@ -45,6 +45,7 @@ class BM25Index:
         #: Tokens per text (what BM25 normalises by); with them a term's frequency can be read back from its
         #: stored contribution, so that several indexes score as one (rag/store/search.py).
         self.lengths = np.zeros(0, dtype=np.int32)
+        self.average_length = 0.0  # of ``lengths``, kept: each query term reads it back per part
 
     def tokenize(self, text: str) -> list[str]:
         words = [w for w in _TOKEN.findall(text.lower()) if w not in self._stopwords]
@@ -57,6 +58,7 @@ class BM25Index:
         self.size = len(texts)
         tokens = [self.tokenize(t) for t in texts]
         self.lengths = np.array([len(t) for t in tokens], dtype=np.int32)
+        self.average_length = float(self.lengths.mean()) if len(self.lengths) else 0.0
         if texts:
             self._bm25.index(tokens, show_progress=False)
         return self
@@ -88,7 +90,7 @@ class BM25Index:
             return rows, contrib
         idf = lucene_idf(len(rows), self.size)
         k1, b = self.settings.k1, self.settings.b
-        norm = k1 * (1 - b + b * self.lengths[rows] / max(float(self.lengths.mean()), 1e-9))
+        norm = k1 * (1 - b + b * self.lengths[rows] / max(self.average_length, 1e-9))
         ratio = np.minimum(contrib.astype(np.float64) / idf, 1 - 1e-12)
         return rows, np.rint(ratio * norm / (1 - ratio)).astype(np.float32)
 
@@ -104,6 +106,7 @@ class BM25Index:
         self.size = size
         self._bm25 = bm25s.BM25.load(str(folder), load_corpus=False) if size else None
         self.lengths = np.load(folder / "lengths.npy", allow_pickle=False)
+        self.average_length = float(self.lengths.mean()) if len(self.lengths) else 0.0
         return self
 
 
