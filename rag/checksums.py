@@ -22,10 +22,8 @@ def sha256_file(path: str | Path) -> str:
         known = _DIGESTS.get(key)
     if known is not None:
         return known
-    digest = hashlib.sha256()
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(block)
+        digest = hashlib.file_digest(fh, "sha256").hexdigest()
     with _LOCK:
-        _DIGESTS[key] = digest.hexdigest()
-    return _DIGESTS[key]
+        _DIGESTS[key] = digest
+    return digest
