@@ -30,12 +30,17 @@ sys.path.insert(0, str(ROOT))
 
 from rag.store import CorpusIndex  # noqa: E402
 
+RAG = str(Path(sys.executable).parent / "rag")
+#: Open writes (no API key) for these local runs; warnings only in the log.
+ENV = {**os.environ, "RAG_LOG_LEVEL": "warning", "RAG_ALLOW_OPEN_WRITES": "true"}
 
-def serve(index: Path, port: int) -> subprocess.Popen:
+
+def serve(index: Path, port: int, workers: int = 1) -> subprocess.Popen:
+    """`rag serve` on ``index`` in its own process group (stop it with os.killpg)."""
     return subprocess.Popen(
-        [str(Path(sys.executable).parent / "rag"), "serve", "--index", str(index), "--port", str(port)],
+        [RAG, "serve", "--index", str(index), "--port", str(port), "--workers", str(workers)],
         cwd=ROOT,
-        env={**os.environ, "RAG_LOG_LEVEL": "warning", "RAG_ALLOW_OPEN_WRITES": "true"},
+        env=ENV,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -69,8 +74,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
     if not (args.index / "CURRENT").exists():
-        rag = str(Path(sys.executable).parent / "rag")
-        subprocess.run([rag, "ingest", str(args.corpus), "--index", str(args.index)], cwd=ROOT, check=True)
+        subprocess.run([RAG, "ingest", str(args.corpus), "--index", str(args.index)], cwd=ROOT, check=True)
     shutil.rmtree(args.work, ignore_errors=True)
     index = args.work / "index"
     shutil.copytree(args.index, index, ignore=shutil.ignore_patterns("write.lock"))

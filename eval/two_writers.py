@@ -27,6 +27,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from search_under_writes import ENV, RAG, serve, wait_ready  # noqa: E402  (beside this script)
+
 from rag.store import CorpusIndex  # noqa: E402
 
 CITIES = ["Seoul", "Tokyo", "Lagos", "Lima", "Oslo", "Cairo", "Quito", "Hanoi", "Accra", "Riga"]
@@ -61,35 +63,17 @@ def main() -> None:
         (files / f"ingest-{i:04d}.json").write_text(
             json.dumps({"id": f"ingest-{i:04d}", "title": f"Ingested {i}", "text": text("ingest", i)})
         )
-    rag = [str(Path(sys.executable).parent / "rag")]
-    env = {**os.environ, "RAG_LOG_LEVEL": "warning", "RAG_ALLOW_OPEN_WRITES": "true"}
-    server = subprocess.Popen(
-        [*rag, "serve", "--index", str(index), "--workers", "2", "--port", str(args.port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
+    server = serve(index, args.port, workers=2)
     base = f"http://127.0.0.1:{args.port}"
     try:
         with httpx.Client(timeout=600) as client:
-            deadline = time.monotonic() + 300
-            while time.monotonic() < deadline:
-                try:
-                    if client.get(f"{base}/readyz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.5)
-            else:
-                raise SystemExit("the service did not become ready")
+            wait_ready(client, base)
 
             started = time.perf_counter()
             ingest = subprocess.Popen(
-                [*rag, "ingest", str(files), "--index", str(index)],
+                [RAG, "ingest", str(files), "--index", str(index)],
                 cwd=ROOT,
-                env=env,
+                env=ENV,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 text=True,
