@@ -116,12 +116,20 @@ class DenseIndex:
         return int(self.index.ntotal) if self.index is not None else 0
 
     def search(
-        self, query: Embeddings, k: int, keys: KeySet | npt.NDArray[np.int64] | None = None
+        self,
+        query: Embeddings,
+        k: int,
+        keys: KeySet | npt.NDArray[np.int64] | None = None,
+        *,
+        excluded: KeySet | None = None,
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
         """Keys and cosine scores of the ``k`` nearest vectors to one query, best first; with ``keys``, only
-        among those (FAISS skips the others while it searches, so the k found are the best k kept)."""
+        among those, and never any of ``excluded`` (deleted chunks): FAISS skips the others while it searches, so
+        the k found are the best k kept."""
         if keys is not None and not isinstance(keys, KeySet):
             keys = KeySet(keys)
+        if excluded is not None and not len(excluded):
+            excluded = None
         if self.size == 0 or (keys is not None and not len(keys)):
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         import faiss
@@ -130,16 +138,24 @@ class DenseIndex:
             # OpenMP's thread count is per calling thread: a server's worker threads would otherwise search
             # with the default team (all cores), measured 7 ms per search against 0.06 ms on one thread.
             faiss.omp_set_num_threads(_search_threads)
-        params = None if keys is None else self._restricted(faiss, keys)
+        params = None if keys is None and excluded is None else self._restricted(faiss, keys, excluded)
         found, ids = self.index.search(np.ascontiguousarray(query, dtype=np.float32), min(k, self.size), params=params)
         keep = ids[0] >= 0
         return ids[0][keep].astype(np.int64), found[0][keep].astype(np.float32)
 
-    def _restricted(self, faiss: Any, keys: KeySet) -> Any:
-        """Search parameters that admit only ``keys``. The approximate kinds look further in proportion to what
-        the filter drops, so that they meet about as many kept vectors as an unfiltered search meets vectors."""
-        selector = keys.selector()
-        share = min(1.0, len(keys) / max(self.size, 1))
+    def _restricted(self, faiss: Any, keys: KeySet | None, excluded: KeySet | None = None) -> Any:
+        """Search parameters that admit only ``keys`` (all, when None) less ``excluded``. The approximate kinds
+        look further in proportion to what is left out, so that they meet about as many kept vectors as an
+        unfiltered search meets vectors."""
+        held: list[Any] = []  # FAISS selectors hold raw pointers to the ones they combine: keep all alive
+        selector = None if keys is None else keys.selector()
+        if excluded is not None:
+            held.append(excluded.selector())
+            refused = faiss.IDSelectorNot(held[-1])
+            selector = refused if selector is None else faiss.IDSelectorAnd(selector, refused)
+            held.append(refused)
+        kept = len(keys) if keys is not None else self.size - (len(excluded) if excluded is not None else 0)
+        share = max(min(1.0, kept / max(self.size, 1)), 1e-9)
         if self.kind.startswith("ivf"):
             nlist, nprobe = int(self.index.nlist), int(self.index.nprobe)
             params = faiss.SearchParametersIVF(sel=selector, nprobe=min(nlist, math.ceil(nprobe / share)))
@@ -149,7 +165,7 @@ class DenseIndex:
             params = faiss.SearchParametersHNSW(sel=selector, efSearch=wide)
         else:
             params = faiss.SearchParameters(sel=selector)
-        params.keep = selector  # the parameters hold a raw pointer: keep the selector alive as long as they are
+        params.keep = (selector, held)  # the parameters hold a raw pointer: keep the selectors alive as they are
         return params
 
     def save(self, path: Path) -> None:

@@ -282,21 +282,22 @@ class Engine:
         if thread is not None:
             thread.join()
 
-    def merge_once(self, policy: Callable[[Sequence[int]], tuple[int, int] | None] = merge.plan) -> bool:
+    def merge_once(self, policy: Callable[[Sequence[int], Sequence[int]], tuple[int, int] | None] = merge.plan) -> bool:
         """Merge the run of adjacent segments ``policy`` picks from the live snapshot; True when committed.
 
         The merged segment is built outside every lock (the slow part: FAISS and BM25 over its chunks, nothing
         embedded); the write lock is held only to check that those segments are still live and adjacent in the
-        latest commit and to commit the swap, so reads never wait and writes wait for one small commit."""
+        latest commit and to commit the swap, so reads never wait and writes wait for one small commit. A segment
+        that lost documents meanwhile also calls the merge off (merged, they would come back)."""
         snap = self._snapshot
         if snap is None or isinstance(snap, ShardedIndex):
             return False
-        run = policy([s.size for s in snap.segments])
+        run = policy([s.size for s in snap.segments], [s.dead for s in snap.segments])
         if run is None:
             return False
         chosen = snap.segments[run[0] : run[1]]
-        names = [s.name for s in chosen]
-        if any(name is None for name in names):
+        names = [(s.name, s.deleted) for s in chosen]
+        if any(name is None for name, _ in names):
             return False
         started = time.perf_counter()
         joined = Segment.merge(chosen, snap.settings)
@@ -307,7 +308,7 @@ class Engine:
             base = self._snapshot
             if base is None:
                 return False
-            live = [s.name for s in base.segments]
+            live = [(s.name, s.deleted) for s in base.segments]
             at = live.index(names[0]) if names[0] in live else -1
             if at < 0 or live[at : at + len(names)] != names:
                 return False  # a write rewrote one of them meanwhile: the policy will pick again

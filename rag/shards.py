@@ -235,7 +235,7 @@ class ShardedIndex(CorpusIndex):
             # Served read-only, a shard never re-embeds or rebuilds FAISS: its float32 copy (1,536 bytes per
             # chunk beside FAISS's own) is not kept.
             for segment in shard.segments:
-                segment.vectors = np.zeros((0, int(shard.model["dim"])), dtype=np.float32)
+                segment.drop_vectors()
             shards.append(shard)
         index = cls.combine(shards, global_idf=global_idf, generation=int(manifest["generation"]))
         index.folder = folder

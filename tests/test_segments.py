@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 
 from rag.engine import Engine
+from rag.filters import Filters
 from rag.retrieval import RetrievalSettings, retrieve
-from rag.store import SEGMENTS, CorpusIndex, IndexSettings, merge
+from rag.store import SEGMENTS, CorpusIndex, IndexSettings, merge, stored_checksums
 from rag.types import Document
 from tests.conftest import make_settings
 
@@ -66,14 +67,118 @@ def test_a_write_adds_one_segment_and_never_rewrites_the_others(tmp_path, embedd
     assert [s.name for s in index.segments][0] == first.name and len(index.segments) == 2
     assert (tmp_path / SEGMENTS / first.name / "vectors.npy").stat().st_mtime_ns == mtime  # not rewritten
     assert report.chunks_embedded == len(index.segments[1].chunks)
-    # A replace builds again only the segment that held the old version; a delete likewise.
+    # A replace adds the new version's segment; the old version's is left as it was (d6 was alone: dropped).
     index, _ = index.apply([_doc(6, extra="It snowed.")], embedder=embedder)
     assert index.segments[0] is first and "snowed" in index.get("d6").text
+    # A delete rebuilds nothing: the segment becomes a view of itself less d0, which the commit records.
     index, _ = index.apply((), ["d0"], embedder=embedder)
-    assert "d0" not in index.documents and index.segments[0] is not first and len(index.segments) == 2
+    assert "d0" not in index.documents and index.segments[0].name == first.name and len(index.segments) == 2
+    assert index.segments[0].deleted == {"d0"} and index.segments[0].stored_vectors is first.stored_vectors
     index.save(tmp_path)
+    assert (tmp_path / SEGMENTS / first.name / "vectors.npy").stat().st_mtime_ns == mtime
+    commit = json.loads((tmp_path / (tmp_path / "CURRENT").read_text().strip() / "manifest.json").read_text())
+    assert commit["segments"][0]["deleted"] == ["d0"] and commit["counts"]["documents"] == 6
     loaded = CorpusIndex.load(tmp_path)
     assert loaded.checksums == index.checksums and [c.key for c in loaded.chunks] == [c.key for c in index.chunks]
+    assert stored_checksums(tmp_path) == index.checksums
+
+
+def test_deleted_documents_are_never_found_and_the_rest_rank_as_a_fresh_index_of_them(tmp_path, embedder, model):
+    docs = [_doc(i) for i in range(16)]
+    index = CorpusIndex.empty(IndexSettings(), model)
+    for cut in ((0, 7), (7, 16)):
+        index, _ = index.apply(docs[cut[0] : cut[1]], embedder=embedder)
+    marker = "Zanzibar lighthouse keeper"  # a phrase only the documents deleted below hold
+    index, _ = index.apply([_doc(3, extra=marker), _doc(9, extra=marker)], embedder=embedder)
+    index.save(tmp_path)
+    assert {c.doc_id for c in _hits(index, embedder, marker)} >= {"d3", "d9"}
+    before = dict(zip((c.key for c in index.chunks), index.vectors_at(np.arange(len(index.chunks))), strict=True))
+    # d3 replaced (its old and new versions both held the marker: only the new one is kept), d9 deleted.
+    index, _ = index.apply([_doc(3, extra="Plain words.")], ["d9", "d12"], embedder=embedder)
+    index.save(tmp_path)
+    # d3's first version and d9, d12 marked in the first two segments; the third lost both its documents: dropped
+    assert [sorted(s.deleted) for s in index.segments] == [["d3"], ["d12", "d9"], []]
+    dead = {c.key for s in index.segments if s.base is not None for c in s.base.chunks} - {c.key for c in index.chunks}
+    assert len(dead) == sum(s.dead for s in index.segments) > 0
+    # One index built from scratch over the live documents, with the same chunks and vectors (the int8 embedder's
+    # vectors move a little with the batch a text is embedded in).
+    live = [index.get(d) for d in sorted(index.documents)]
+    rows = {c.key: row for row, c in enumerate(index.chunks)}
+    prepared = {
+        d.id: (
+            [(c.start, c.end) for c in index.chunks_of(d.id)],
+            index.vectors_at(np.array([rows[c.key] for c in index.chunks_of(d.id)])),
+        )
+        for d in live
+    }
+    fresh, _ = CorpusIndex.empty(IndexSettings(), model).apply(live, embedder=None, prepared=prepared)
+    for snap in (index, CorpusIndex.load(tmp_path)):
+        assert len(snap.chunks) == len(fresh.chunks) and snap.dense.size == snap.lexical.size == len(fresh.chunks)
+        assert not {"d9", "d12"} & {c.doc_id for c in _hits(snap, embedder, marker, k=len(snap.chunks))}
+        assert all(marker not in c.text for c in _hits(snap, embedder, marker, k=len(snap.chunks)))
+        for query in ("harbour budget", "salmon ferry winter", marker, "Report 12 festival"):
+            for fusion in ("lexical", "dense"):  # BM25 with the live chunks' statistics; FAISS skips the deleted
+                got, want = _ranking(snap, embedder, query, fusion), _ranking(fresh, embedder, query, fusion)
+                assert sorted(s for _, s in got) == pytest.approx(sorted(s for _, s in want), abs=1e-4), (query, fusion)
+        for key in dead:
+            with pytest.raises(KeyError):
+                snap.row_of(key)
+        # the vectors of live rows are the live chunks' own (the stored rows of deleted chunks are skipped)
+        kept = [c.key for c in snap.chunks if c.key in before]
+        got = snap.vectors_at(np.array([snap.row_of(k) for k in kept]))
+        np.testing.assert_array_equal(got, np.stack([before[k] for k in kept]))
+    # A filtered search (FAISS's selector for the filter and the one for the deleted rows together).
+    for fusion in ("dense", "lexical", "rrf"):
+        query = f"{marker} harbour ferry"
+        found = retrieve(
+            index,
+            query,
+            embedder.encode_query(query),
+            50,
+            RetrievalSettings(fusion=fusion),
+            Filters(document_ids=("d0", "d3", "d5")),
+        )
+        assert found and {h.chunk.doc_id for h in found} <= {"d0", "d3", "d5"}
+        assert not dead & {h.chunk.key for h in found} and all(marker not in h.chunk.text for h in found)
+
+
+def test_a_merge_drops_deleted_rows_and_the_policy_rewrites_a_segment_with_many(tmp_path, embedder, model):
+    index, _ = CorpusIndex.empty(IndexSettings(), model).apply([_doc(i) for i in range(8)], embedder=embedder)
+    index, _ = index.apply([_doc(8)], ["d1"], embedder=embedder)
+    assert merge.plan([s.size for s in index.segments], [s.dead for s in index.segments]) is None  # 1 of 8: kept
+    index, _ = index.apply((), ["d2"], embedder=embedder)
+    sizes, dead = [s.size for s in index.segments], [s.dead for s in index.segments]
+    assert dead[0] == index.segments[0].base.size - sizes[0] > 0
+    assert merge.plan(sizes, dead) == (0, 1)  # 2 of 8 documents' chunks: at least EXPUNGE_SHARE
+    assert merge.plan([5] * 10, [3] + [0] * 9) == (0, 10)  # a due merge first (it drops them too)
+    assert merge.plan_all([7], [1]) == (0, 1) and merge.plan_all([7], [0]) is None
+    expunged = index.merged(0, 1)
+    assert expunged.segments[0].base is None and expunged.segments[0].dead == 0
+    assert expunged.checksums == index.checksums and [c.key for c in expunged.chunks] == [c.key for c in index.chunks]
+    expunged.save(tmp_path)
+    assert CorpusIndex.load(tmp_path).segments[0].deleted == frozenset()
+
+
+def test_a_merge_is_called_off_when_one_of_its_segments_lost_a_document_meanwhile(tmp_path, embedder):
+    folder = tmp_path / "index"
+    engine = Engine(make_settings(folder), embedder)
+    engine.reload(create=True)
+    engine.background_merges = False
+    engine.upsert([_doc(i) for i in range(4)])
+    engine.upsert([_doc(4)])
+    other = Engine(make_settings(folder), embedder)
+    other.reload()
+    other.background_merges = False
+    other.delete(["d1"])  # a tombstone in the segment the stale snapshot below would merge
+    assert not engine.merge_once(merge.plan_all)  # merged from the stale view, d1 would come back
+    engine.reload()
+    assert "d1" not in engine.snapshot.documents
+    assert engine.merge_once(merge.plan_all)
+    assert set(CorpusIndex.load(folder).documents) == {"d0", "d2", "d3", "d4"}
+
+
+def _hits(index: CorpusIndex, embedder, query: str, k: int = 8):
+    return [h.chunk for h in retrieve(index, query, embedder.encode_query(query), k, RetrievalSettings())]
 
 
 def test_searching_several_segments_ranks_exactly_as_one_segment(embedder, model):
@@ -133,6 +238,7 @@ def test_the_engine_merges_in_the_background_and_a_write_meanwhile_is_kept(tmp_p
 KILLED_WRITER = """
 import sys
 from rag.engine import Engine
+from rag.filters import Filters
 from rag.settings import Settings
 from rag.types import Document
 folder, first = sys.argv[1], int(sys.argv[2])
@@ -217,7 +323,7 @@ def test_an_index_of_format_1_is_read_and_the_next_write_upgrades_it(tmp_path, e
     engine.reload()
     engine.upsert([_doc(5)])
     manifest = json.loads((folder / (folder / "CURRENT").read_text().strip() / "manifest.json").read_text())
-    assert manifest["format_version"] == 2 and manifest["generation"] == 4
+    assert manifest["format_version"] == 3 and manifest["generation"] == 4
     again = CorpusIndex.load(folder)
     assert set(again.documents) == {f"d{i}" for i in range(6)}
 

@@ -99,7 +99,7 @@ def test_save_and_load_round_trip(embedder, model, tmp_path, seed_text):
     query = "How many troops are in US Forces Korea?"
     assert search_ids(loaded, embedder, query, 5) == search_ids(index, embedder, query, 5)
     manifest = json.loads((tmp_path / (tmp_path / "CURRENT").read_text().strip() / "manifest.json").read_text())
-    assert manifest["format_version"] == 2
+    assert manifest["format_version"] == 3
     assert manifest["model"]["checksum"] == model["checksum"] and manifest["model"]["dim"] == 384
     assert manifest["settings"]["chunker"]["max_tokens"] == 200
     assert manifest["counts"] == {"documents": 2, "chunks": len(index.chunks), "segments": 1}

@@ -4,8 +4,10 @@ What a write costs apart from embedding: chunk table, one new segment (FAISS + B
 segment's files, the commit and the switch of CURRENT, under the folder's write lock, as ``Engine.write`` does
 it. The documents are random words from a Zipf-shaped vocabulary and the vectors random unit vectors (the
 write path's cost does not depend on what they mean); each added document has 10 chunks, given with its
-vectors (``prepared``), so nothing is embedded. Also measured: loading the index in a new process (start to
-ready), and a search's latency while a writer adds a document every second, against idle, in the same run.
+vectors (``prepared``), so nothing is embedded. Also measured: replacing and deleting one document of the
+large segment (a tombstone in the commit, nothing rebuilt), a search's p50 before and after those deletions,
+loading the index in a new process (start to ready), and a search's latency while a writer adds a document
+every second, against idle, in the same run.
 
     .venv/bin/python eval/benchmark/writes.py --sizes 10000 100000 1000000 --out eval/results
 """
@@ -89,7 +91,7 @@ def timed_adds(
             index, _ = index.apply(docs, embedder=None, prepared=prepared)
             index.save(folder, locked=True)
         times.append((time.perf_counter() - started) * 1000)
-        run = merge.plan([s.size for s in index.segments])
+        run = merge.plan([s.size for s in index.segments], [s.dead for s in index.segments])
         if run is not None:
             started = time.perf_counter()
             index = index.merged(*run)
@@ -97,6 +99,46 @@ def timed_adds(
                 index.save(folder, locked=True)
             merges.append((time.perf_counter() - started) * 1000)
     return times, merges
+
+
+def timed_changes(
+    folder: Path, index: CorpusIndex, gen: Synthetic, changes: int, base_docs: int
+) -> tuple[CorpusIndex, list[float], list[float]]:
+    """Milliseconds of each replace (a new version of a document of the large segment) and of each delete, each
+    committed as ``Engine.write`` does."""
+    rng = np.random.default_rng(3)
+    picked = rng.choice(base_docs, 2 * changes, replace=False)
+    replaces, deletes = [], []
+    for i in range(changes):
+        docs, prepared = gen.documents(int(picked[2 * i]), 1)  # the same id, new text and vectors
+        started = time.perf_counter()
+        with write_lock(folder):
+            index, report = index.apply(docs, embedder=None, prepared=prepared)
+            index.save(folder, locked=True)
+        replaces.append((time.perf_counter() - started) * 1000)
+        assert report.replaced == (docs[0].id,)
+        started = time.perf_counter()
+        with write_lock(folder):
+            index, _ = index.apply((), [f"doc-{int(picked[2 * i + 1])}"], embedder=None)
+            index.save(folder, locked=True)
+        deletes.append((time.perf_counter() - started) * 1000)
+    return index, replaces, deletes
+
+
+def search_p50(index: CorpusIndex, gen: Synthetic, queries: int = 200) -> float:
+    """Median hybrid retrieval over the same synthetic queries (seeded), in milliseconds."""
+    from rag.retrieval import retrieve
+
+    rng = np.random.default_rng(11)
+    times = []
+    for _ in range(queries):
+        q = rng.standard_normal((1, DIM)).astype(np.float32)
+        q /= np.linalg.norm(q)
+        words = " ".join(rng.choice(gen.words[:2000], 4))
+        started = time.perf_counter()
+        retrieve(index, words, q, 10)
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
 
 
 def load_seconds(folder: Path) -> float:
@@ -142,7 +184,7 @@ def search_under_writes(folder: Path, index: CorpusIndex, gen: Synthetic, second
                 updated.save(folder, locked=True)
             state["index"] = updated
             # the engine's background merge: built outside the lock, committed under it
-            run = merge.plan([s.size for s in updated.segments])
+            run = merge.plan([s.size for s in updated.segments], [s.dead for s in updated.segments])
             if run is not None:
                 merged = updated.merged(*run)
                 with write_lock(folder):
@@ -174,6 +216,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     p.add_argument("--adds", type=int, default=20, help="timed one-document adds per size")
+    p.add_argument("--changes", type=int, default=10, help="timed replaces and deletes per size")
     p.add_argument("--search-seconds", type=float, default=15.0, help="seconds idle and seconds under writes")
     p.add_argument("--work", type=Path, default=Path("/tmp/rag-write-bench"))
     p.add_argument("--out", type=Path, default=None, help="folder for writes.json and writes.md")
@@ -189,6 +232,10 @@ def main() -> None:
         base_docs = size // CHUNKS_PER_DOC
         adds, merges = timed_adds(folder, index, gen, args.adds, first=base_docs)
         index = CorpusIndex.load(folder)
+        before = search_p50(index, gen)
+        index, replaces, deletes = timed_changes(folder, index, gen, args.changes, base_docs)
+        after = search_p50(index, gen)
+        index = CorpusIndex.load(folder)
         load_s = load_seconds(folder)
         search = search_under_writes(folder, index, gen, args.search_seconds, first=base_docs + args.adds)
         row = {
@@ -196,6 +243,12 @@ def main() -> None:
             "build_s": build_s,
             "add_p50_ms": statistics.median(adds),
             "add_max_ms": max(adds),
+            "replace_p50_ms": statistics.median(replaces),
+            "replace_max_ms": max(replaces),
+            "delete_p50_ms": statistics.median(deletes),
+            "delete_max_ms": max(deletes),
+            "search_p50_before_deletes_ms": before,
+            "search_p50_after_deletes_ms": after,
             "merges": len(merges),
             "merge_max_ms": max(merges, default=0.0),
             "load_s": load_s,
@@ -206,13 +259,18 @@ def main() -> None:
         print(json.dumps(row), flush=True)
         shutil.rmtree(folder, ignore_errors=True)
     lines = [
-        "| chunks (synthetic) | add one 10-chunk document p50 / max (ms) | merges of 10 small segments, max (ms) | "
+        "| chunks (synthetic) | add one 10-chunk document p50 / max (ms) | replace one p50 / max (ms) | "
+        "delete one p50 / max (ms) | search p50 before / after the deletes (ms) | "
+        "merges of 10 small segments, max (ms) | "
         "load in a new process (s) | search p99 idle / under writes (ms) | ratio |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
             f"| {r['chunks']:,} | {r['add_p50_ms']:.1f} / {r['add_max_ms']:.1f} | "
+            f"{r['replace_p50_ms']:.1f} / {r['replace_max_ms']:.1f} | "
+            f"{r['delete_p50_ms']:.1f} / {r['delete_max_ms']:.1f} | "
+            f"{r['search_p50_before_deletes_ms']:.2f} / {r['search_p50_after_deletes_ms']:.2f} | "
             f"{r['merges']}, {r['merge_max_ms']:.0f} | "
             f"{r['load_s']:.2f} | "
             f"{r['idle_p99_ms']:.2f} / {r['writing_p99_ms']:.2f} | {r['p99_ratio']:.2f}x |"
@@ -225,7 +283,7 @@ def main() -> None:
         (args.out / "writes.md").write_text(
             "# Index write path (synthetic documents and vectors)\n\n"
             f"Produced by `eval/benchmark/writes.py --sizes {' '.join(map(str, args.sizes))}`.\n\n"
-            f"{' '.join(__doc__.split(chr(10))[2:8])}\n\n{table}\n"
+            f"{' '.join(__doc__.split(chr(10))[2:10])}\n\n{table}\n"
         )
 
 

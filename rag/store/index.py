@@ -2,10 +2,11 @@
 
 A ``CorpusIndex`` is an immutable snapshot: its segments (rag/store/segment.py), and the view over them that
 retrieval, the pipeline and the service read (``documents``, ``chunks`` in row order, ``chunk(key)``, ``dense``,
-``lexical``). A change (add, replace, delete) returns a new snapshot that shares every untouched segment: new
-documents become one new segment, and only the segments that held replaced or deleted documents are built
-again. ``save`` writes only the segments that are not on disk yet, then the commit (rag/store/commit.py); so a
-write costs what it adds, not the size of the corpus.
+``lexical``). A change (add, replace, delete) returns a new snapshot that shares every segment's arrays: new
+documents become one new segment, and replaced or deleted documents are marked deleted in the segments that
+hold them (tombstones: nothing is rebuilt). ``save`` writes only the segments that are not on disk yet, then
+the commit (rag/store/commit.py), which lists each segment's deleted documents; so a write costs what it adds,
+not the size of the corpus.
 
 On disk an index is a folder::
 
@@ -14,6 +15,7 @@ On disk an index is a folder::
       write.lock           held by the one writer at a time (fcntl)
       gen-000007/
         manifest.json      format version, model id and checksum, settings, next chunk key, the live segments
+                           and the documents deleted from each
       segments/
         seg-000003-00/     an immutable segment (its own segment.json lists its files' checksums)
         seg-000007-00/
@@ -48,9 +50,11 @@ from rag.types import Chunk, Document, Embeddings, IngestReport
 
 log = logging.getLogger(__name__)
 
-#: 2: segments and commits. 1 (one folder per generation holding everything) is read and upgraded: loaded as
-#: one segment, written as format 2 by the next write.
-FORMAT_VERSION = 2
+#: 3: segments, and commits that list each segment's deleted documents. 2 (the same, without deletions) is read
+#: as it is; 1 (one folder per generation holding everything) is read as one segment. Both are written as format 3
+#: by the next write (a program that reads only 2 would not leave the deleted documents out: it refuses 3).
+FORMAT_VERSION = 3
+READS = (1, 2, 3)
 EMBED_BATCH = 256
 #: A load whose commit was replaced, and its files removed, while it read them starts again this many times.
 LOAD_ATTEMPTS = 5
@@ -97,7 +101,7 @@ class CorpusIndex:
             if lo <= last:
                 raise IndexCorrupt("the segments' chunk keys overlap; rebuild the index with rag ingest --rebuild")
             last = hi
-        if len(self.segments) == 1 and self.global_stats:
+        if len(self.segments) == 1 and self.global_stats and not self.segments[0].deleted:
             self.dense, self.lexical = self.segments[0].dense, self.segments[0].lexical
         else:
             dim = int(self.model["dim"])
@@ -140,7 +144,7 @@ class CorpusIndex:
     @property
     def has_vectors(self) -> bool:
         """Whether the float32 vectors are kept beside FAISS (a sharded index served read-only drops them)."""
-        return all(len(s.vectors) == s.size for s in self.segments)
+        return all(s.has_vectors for s in self.segments)
 
     def vectors_at(self, rows: npt.NDArray[np.int64]) -> Embeddings:
         """The vectors of chunk ``rows`` (ascending or not), gathered from their segments."""
@@ -149,7 +153,7 @@ class CorpusIndex:
         owner = np.searchsorted(np.asarray(self._offsets, dtype=np.int64), rows, side="right") - 1
         for number in np.unique(owner):
             mask = owner == number
-            out[mask] = self.segments[number].vectors[rows[mask] - self._offsets[number]]
+            out[mask] = self.segments[number].vectors_at(rows[mask] - self._offsets[number])
         return out
 
     @property
@@ -179,8 +183,9 @@ class CorpusIndex:
     ) -> tuple[CorpusIndex, IngestReport]:
         """A new snapshot with ``upserts`` added or replaced and ``deletes`` removed; only new text is embedded.
 
-        New documents become one new segment; a segment that held a replaced or deleted document is built again
-        without it; every other segment is shared with this snapshot.
+        New and new versions of documents become one new segment; a segment that held a replaced or deleted
+        document becomes a view of itself less that document (its arrays shared, nothing rebuilt); a segment left
+        with no document is dropped.
 
         ``prepared`` maps a document id to its chunk spans and vectors computed elsewhere (the distributed
         ingest, rag/distributed.py) with this index's settings and model: those documents are not chunked or
@@ -242,7 +247,7 @@ class CorpusIndex:
             new_vectors = merged
 
         gone = set(delete_ids) | set(todo)
-        segments = [kept for s in self.segments if (kept := s.without(gone, self.settings)) is not None]
+        segments = [kept for s in self.segments if (kept := s.with_deleted(gone)) is not None]
         if todo:
             segments.append(Segment.build(list(todo.values()), new_chunks, new_vectors, self.settings))
         snapshot = CorpusIndex(
@@ -256,8 +261,9 @@ class CorpusIndex:
         return snapshot, replace(report, chunks_embedded=len(new_chunks), seconds=time.perf_counter() - started)
 
     def merged(self, start: int, end: int) -> CorpusIndex:
-        """A snapshot with segments ``[start, end)`` merged into one (nothing is embedded)."""
-        if end - start < 2:
+        """A snapshot with segments ``[start, end)`` merged into one, their deleted documents left out (nothing is
+        embedded); one segment is written again when it has deleted documents."""
+        if end - start < 1 or (end - start == 1 and not self.segments[start].deleted):
             return self
         joined = Segment.merge(self.segments[start:end], self.settings)
         return replace_segments(self, self.segments[:start] + [joined] + self.segments[end:])
@@ -352,8 +358,10 @@ class CorpusIndex:
         except (OSError, json.JSONDecodeError) as exc:
             raise IndexCorrupt(f"index {gen} has no readable manifest.json ({exc}); {rebuild}") from exc
         version = manifest.get("format_version")
-        if version not in (1, FORMAT_VERSION):
-            raise IndexMismatch(f"index {gen} has format version {version}, this program reads 1 and 2; {rebuild}")
+        if version not in READS:
+            raise IndexMismatch(
+                f"index {gen} has format version {version}, this program reads {', '.join(map(str, READS))}; {rebuild}"
+            )
         if model is not None and manifest["model"].get("checksum") != model.get("checksum"):
             raise IndexMismatch(
                 f"index {gen} was built with embedding model {manifest['model'].get('id')} "
@@ -383,11 +391,19 @@ class CorpusIndex:
             segments = []
             for entry in manifest["segments"]:
                 path = folder / SEGMENTS / entry["name"]
+                deleted = frozenset(entry.get("deleted", ()))
                 segment = known.get(entry["name"])
                 if segment is None:
                     segment = Segment.read(path, stored, dim, verify=verify, rebuild=rebuild, relex=relex)
                 if verify and segment.digest != entry.get("manifest_sha256", segment.digest):
                     raise IndexCorrupt(f"segment {path} does not match its checksum in {gen}; {rebuild}")
+                if segment.deleted != deleted:
+                    if not segment.deleted <= deleted:  # a deletion is never undone: start from the stored one
+                        segment = segment.base or segment
+                    view = segment.with_deleted(deleted)
+                    if view is None or view.deleted != deleted:
+                        raise IndexCorrupt(f"{gen} lists deleted documents segment {path} does not hold; {rebuild}")
+                    segment = view
                 segments.append(segment)
         index = cls(
             settings=stored,
@@ -428,7 +444,8 @@ def stored_checksums(folder: str | Path) -> dict[str, str]:
     out: dict[str, str] = {}
     for entry in manifest["segments"]:
         inner = json.loads((folder / SEGMENTS / entry["name"] / SEGMENT_MANIFEST).read_text(encoding="utf-8"))
-        out.update({k: v["checksum"] for k, v in inner["documents"].items()})
+        deleted = set(entry.get("deleted", ()))
+        out.update({k: v["checksum"] for k, v in inner["documents"].items() if k not in deleted})
     return out
 
 

@@ -1,10 +1,14 @@
-"""Searching several segments (or shards) as one index.
+"""Searching several segments (or shards) as one index, and a segment less its deleted documents.
 
 Dense: every part is searched and the best ``k`` kept by score (exact for flat parts: the global top k lies in
 the union of the parts' top k). BM25: the parts' term statistics are summed at query time, the document
 frequency and the average length of the whole index, and every part's term counts are scored with them, so a
 ranking does not depend on how the corpus happens to be split into segments or shards: the scores equal one
 BM25 over all the chunks (up to float rounding).
+
+Deleted documents (tombstones, rag/store/segment.py) stay in their segment's files until a merge writes it
+again: ``LiveDense`` has FAISS skip their keys while it searches, and ``LiveBM25`` drops their rows from every
+term's counts, so the whole index's statistics, and hence the scores, are those of the live chunks alone.
 """
 
 from __future__ import annotations
@@ -19,6 +23,64 @@ from rag.dense import DenseIndex, KeySet
 from rag.errors import ReadOnlyIndex
 from rag.lexical import BM25Index, LexicalSettings, lucene_idf, top_rows
 from rag.types import Embeddings
+
+
+class LiveDense(DenseIndex):
+    """A segment's FAISS index less the keys of its deleted chunks (skipped while FAISS searches: exact)."""
+
+    def __init__(self, base: DenseIndex, dead: KeySet) -> None:
+        super().__init__(kind=base.kind, dim=base.dim, params=base.params, index=base.index)
+        self.base, self.dead = base, dead
+
+    @property
+    def size(self) -> int:
+        return self.base.size - len(self.dead)
+
+    def search(
+        self, query: Embeddings, k: int, keys: KeySet | npt.NDArray[np.int64] | None = None, *, excluded=None
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        if excluded is not None:
+            raise ReadOnlyIndex("a segment's live view already excludes its deleted chunks")
+        return self.base.search(query, k, keys, excluded=self.dead)
+
+    def save(self, path: Path) -> None:
+        raise ReadOnlyIndex("a segment's files are written once, deleted chunks included")
+
+
+class LiveBM25(BM25Index):
+    """A segment's BM25 arrays less the rows of its deleted chunks; live row ``i`` is base row ``rows[i]``.
+
+    A term's counts are read back from the base arrays (``frequencies``) and the deleted rows dropped, so
+    ``MultiBM25`` scores the live chunks with the live chunks' statistics (their count, document frequencies and
+    average length), as one BM25 built over them alone would."""
+
+    def __init__(self, base: BM25Index, rows: npt.NDArray[np.int64]) -> None:
+        super().__init__(base.settings)
+        self.base = base
+        self.size = len(rows)
+        self.lengths = base.lengths[rows]
+        self.average_length = float(self.lengths.mean()) if len(self.lengths) else 0.0
+        self._live_row = np.full(base.size, -1, dtype=np.int64)  # base row -> live row (-1: deleted)
+        self._live_row[rows] = np.arange(len(rows), dtype=np.int64)
+
+    def _live(self, found: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        rows = self._live_row[found[0]]
+        keep = rows >= 0
+        return rows[keep], found[1][keep]
+
+    def frequencies(self, term: str) -> tuple[np.ndarray, np.ndarray]:
+        return self._live(self.base.frequencies(term))
+
+    def postings(self, term: str) -> tuple[np.ndarray, np.ndarray]:
+        """The base contributions of the live rows (scored with the base's statistics: for ``global_stats=False``
+        measurements only)."""
+        return self._live(self.base.postings(term))
+
+    def search(self, query: str, k: int, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        return MultiBM25([self], [0], settings=self.settings).search(query, k, rows)
+
+    def save(self, folder: Path) -> None:
+        raise ReadOnlyIndex("a segment's files are written once, deleted chunks included")
 
 
 class MultiDense(DenseIndex):

@@ -9,13 +9,17 @@ On disk a segment is a folder ``segments/seg-GGGGGG-NN/`` (named after the commi
     dense.faiss        the FAISS index (ids = chunk keys)
     bm25/              bm25s arrays, vocabulary and token counts (no pickles)
 
-A write adds one new segment for its new documents; a replace or delete writes the segments that held the old
-versions again without them (the other segments are not touched); a merge writes several adjacent segments as
-one. Chunk keys ascend across the segments of a commit, so a key finds its segment by binary search.
+A write adds one new segment for its new documents. A replace or delete writes no segment: the commit lists,
+beside each segment, the documents deleted from it (tombstones, as Lucene's .liv files), and readers leave
+them out (``with_deleted``: search skips their chunks, rag/store/search.py). A merge writes several adjacent
+segments as one without their deleted documents, and the merge policy also writes again, alone, a segment
+with many deleted rows (rag/store/merge.py). Chunk keys ascend across the segments of a commit, so a key finds
+its segment by binary search.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -28,7 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from rag.chunking import ChunkerSettings
-from rag.dense import DenseIndex
+from rag.dense import DenseIndex, KeySet
 from rag.errors import IndexCorrupt
 from rag.lexical import BM25Index, LexicalSettings
 from rag.store.files import (
@@ -40,6 +44,7 @@ from rag.store.files import (
     sha256,
     write_json,
 )
+from rag.store.search import LiveBM25, LiveDense
 from rag.types import Chunk, Document, Embeddings
 
 SEGMENT_MANIFEST = "segment.json"
@@ -69,21 +74,36 @@ def indexed_text(title: str, chunk: str, with_title: bool) -> str:
 @dataclass(eq=False)
 class Segment:
     """Documents, their chunks (keys ascending) and the search structures over them. Never changed once built:
-    a change builds a new segment. ``name`` is set when the segment is written."""
+    a change builds a new segment, or a new view of this one less some deleted documents (``with_deleted``).
+    ``name`` is set when the segment is written.
+
+    ``documents``, ``checksums``, ``chunks``, ``dense`` and ``lexical`` are the live ones; ``stored_vectors`` is
+    every stored row's vector, deleted rows included, and ``live_rows`` the stored rows still live (None: all)."""
 
     documents: dict[str, Document]
     checksums: dict[str, str]
     chunks: list[Chunk]
-    vectors: Embeddings
+    stored_vectors: Embeddings
     dense: DenseIndex
     lexical: BM25Index
     name: str | None = None
     home: Path | None = None  # the folder it was written to or read from
     digest: str | None = None  # sha256 of its segment.json there
+    deleted: frozenset[str] = frozenset()  # documents deleted from it since it was written (tombstones)
+    base: Segment | None = None  # the segment as written, when this is a view of it less ``deleted``
+    live_rows: npt.NDArray[np.int64] | None = None
+    #: Each stored row's document, as its position in the stored ``documents`` (as chunks.npz stores it).
+    doc_rows: npt.NDArray[np.int64] | None = None
     keys: npt.NDArray[np.int64] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.keys = np.fromiter((c.key for c in self.chunks), dtype=np.int64, count=len(self.chunks))
+        if self.base is not None and self.live_rows is not None:
+            self.keys = self.base.keys[self.live_rows]
+        else:
+            self.keys = np.fromiter((c.key for c in self.chunks), dtype=np.int64, count=len(self.chunks))
+        if self.doc_rows is None and self.base is None:
+            position = {doc_id: i for i, doc_id in enumerate(self.documents)}
+            self.doc_rows = np.fromiter((position[c.doc_id] for c in self.chunks), dtype=np.int64, count=self.size)
 
     @classmethod
     def build(
@@ -100,7 +120,7 @@ class Segment:
             documents=docs,
             checksums={d.id: d.checksum for d in documents},
             chunks=chunks,
-            vectors=vectors,
+            stored_vectors=vectors,
             dense=DenseIndex.build(vectors, keys, kind=settings.dense_kind),
             lexical=BM25Index(settings.lexical).build(
                 [indexed_text(docs[c.doc_id].title, c.text, settings.title_in_text) for c in chunks]
@@ -122,22 +142,71 @@ class Segment:
         merged.checksums = {k: v for s in segments for k, v in s.checksums.items()}
         return merged
 
-    def without(self, doc_ids: Iterable[str], settings: IndexSettings) -> Segment | None:
-        """This segment without ``doc_ids`` (None when nothing is left); itself when it holds none of them."""
+    def with_deleted(self, doc_ids: Iterable[str]) -> Segment | None:
+        """This segment less ``doc_ids`` too, as a view over the same stored arrays (nothing is rebuilt or
+        written: a commit records the deletions); None when no document is left; itself when it holds none."""
         gone = set(doc_ids) & self.documents.keys()
         if not gone:
             return self
         if len(gone) == len(self.documents):
             return None
-        rows = [i for i, c in enumerate(self.chunks) if c.doc_id not in gone]
-        rest = [d for k, d in self.documents.items() if k not in gone]
-        segment = Segment.build(rest, [self.chunks[i] for i in rows], self.vectors[rows], settings)
-        segment.checksums = {k: v for k, v in self.checksums.items() if k not in gone}
-        return segment
+        base = self.base or self
+        assert base.doc_rows is not None
+        # Array work over the stored rows (no Python loop over them): a delete from a large segment stays cheap.
+        position = {doc_id: i for i, doc_id in enumerate(base.documents)}
+        live = np.ones(base.size, dtype=bool)
+        if self.live_rows is not None:
+            live[:] = False
+            live[self.live_rows] = True
+        live[np.isin(base.doc_rows, np.fromiter((position[d] for d in gone), dtype=np.int64, count=len(gone)))] = False
+        rows = np.flatnonzero(live).astype(np.int64)
+        documents, checksums = dict(self.documents), dict(self.checksums)
+        for doc_id in gone:
+            del documents[doc_id], checksums[doc_id]
+        view = Segment(
+            documents=documents,
+            checksums=checksums,
+            chunks=list(itertools.compress(base.chunks, live)),
+            stored_vectors=base.stored_vectors,
+            dense=LiveDense(base.dense, KeySet(base.keys[~live])),
+            lexical=LiveBM25(base.lexical, rows),
+            name=base.name,
+            home=base.home,
+            digest=base.digest,
+            deleted=self.deleted | gone,
+            base=base,
+            live_rows=rows,
+            doc_rows=base.doc_rows,
+        )
+        return view
 
     @property
     def size(self) -> int:
+        """Live chunks."""
         return len(self.chunks)
+
+    @property
+    def dead(self) -> int:
+        """Chunks of deleted documents still in the stored files (a merge drops them)."""
+        return self.base.size - self.size if self.base is not None else 0
+
+    @property
+    def vectors(self) -> Embeddings:
+        """The live chunks' vectors, row for row (a copy when documents were deleted: prefer ``vectors_at``)."""
+        return self.stored_vectors if self.live_rows is None else self.stored_vectors[self.live_rows]
+
+    def vectors_at(self, rows: npt.NDArray[np.int64]) -> Embeddings:
+        """The vectors of live rows ``rows``."""
+        return self.stored_vectors[rows if self.live_rows is None else self.live_rows[rows]]
+
+    @property
+    def has_vectors(self) -> bool:
+        """Whether the float32 vectors are kept beside FAISS (a sharded index served read-only drops them)."""
+        return len(self.stored_vectors) == (self.base or self).size
+
+    def drop_vectors(self) -> None:
+        """Keep FAISS only (a read-only shard never re-embeds or rebuilds FAISS)."""
+        self.stored_vectors = np.zeros((0, self.dense.dim), dtype=np.float32)
 
     @property
     def key_range(self) -> tuple[int, int]:
@@ -148,12 +217,13 @@ class Segment:
         return self.name is not None and self.home == (segments_dir / self.name).absolute()
 
     def entry(self) -> dict[str, Any]:
-        """This segment's line in a commit manifest."""
+        """This segment's line in a commit manifest: the live counts and the documents deleted from it."""
         return {
             "name": self.name,
             "documents": len(self.documents),
             "chunks": len(self.chunks),
             "manifest_sha256": self.digest,
+            "deleted": sorted(self.deleted),
         }
 
     def row_of(self, key: int) -> int | None:
@@ -164,7 +234,12 @@ class Segment:
 
     def write(self, segments_dir: Path, name: str) -> dict[str, Any]:
         """Write this segment as ``segments_dir/name`` (atomically: a temporary folder renamed into place);
-        returns its entry for the commit manifest."""
+        returns its entry for the commit manifest. A view less deleted documents writes the segment it views (its
+        deletions go in the commit)."""
+        if self.base is not None:
+            self.base.write(segments_dir, name)
+            self.name, self.home, self.digest = self.base.name, self.base.home, self.base.digest
+            return self.entry()
         segments_dir.mkdir(parents=True, exist_ok=True)
         tmp = segments_dir / f".tmp-{name}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
@@ -172,16 +247,15 @@ class Segment:
         with open(tmp / "documents.jsonl", "w", encoding="utf-8") as fh:
             for doc in self.documents.values():
                 fh.write(json.dumps(doc_record(doc), ensure_ascii=False) + "\n")
-        doc_rows = {doc_id: i for i, doc_id in enumerate(self.documents)}
         np.savez(
             tmp / "chunks.npz",
             key=self.keys,
-            doc=np.array([doc_rows[c.doc_id] for c in self.chunks], dtype=np.int64),
+            doc=self.doc_rows,
             ordinal=np.array([c.ordinal for c in self.chunks], dtype=np.int64),
             start=np.array([c.start for c in self.chunks], dtype=np.int64),
             end=np.array([c.end for c in self.chunks], dtype=np.int64),
         )
-        np.save(tmp / "vectors.npy", self.vectors, allow_pickle=False)
+        np.save(tmp / "vectors.npy", self.stored_vectors, allow_pickle=False)
         self.dense.save(tmp / "dense.faiss")
         self.lexical.save(tmp / "bm25")
         manifest = {
@@ -261,7 +335,8 @@ class Segment:
             documents=documents,
             checksums={k: v["checksum"] for k, v in manifest["documents"].items()},
             chunks=chunks,
-            vectors=vectors,
+            stored_vectors=vectors,
+            doc_rows=np.asarray(arrays["doc"], dtype=np.int64),
             dense=dense,
             lexical=lexical,
             name=None if legacy is not None else folder.name,
