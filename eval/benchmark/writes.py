@@ -103,26 +103,29 @@ def timed_adds(
 
 def timed_changes(
     folder: Path, index: CorpusIndex, gen: Synthetic, changes: int, base_docs: int
-) -> tuple[CorpusIndex, list[float], list[float]]:
-    """Milliseconds of each replace (a new version of a document of the large segment) and of each delete, each
-    committed as ``Engine.write`` does."""
+) -> tuple[CorpusIndex, list[float], list[float], float]:
+    """Milliseconds of each delete and then of each replace (a new version) of a document of the large segment,
+    each committed as ``Engine.write`` does; and the search p50 right after the deletes (the same segments as
+    before them, less the deleted rows: what the tombstones cost a search)."""
     rng = np.random.default_rng(3)
     picked = rng.choice(base_docs, 2 * changes, replace=False)
     replaces, deletes = [], []
     for i in range(changes):
-        docs, prepared = gen.documents(int(picked[2 * i]), 1)  # the same id, new text and vectors
+        started = time.perf_counter()
+        with write_lock(folder):
+            index, _ = index.apply((), [f"doc-{int(picked[i])}"], embedder=None)
+            index.save(folder, locked=True)
+        deletes.append((time.perf_counter() - started) * 1000)
+    after_deletes = search_p50(index, gen)
+    for i in range(changes, 2 * changes):
+        docs, prepared = gen.documents(int(picked[i]), 1)  # the same id, new text and vectors
         started = time.perf_counter()
         with write_lock(folder):
             index, report = index.apply(docs, embedder=None, prepared=prepared)
             index.save(folder, locked=True)
         replaces.append((time.perf_counter() - started) * 1000)
         assert report.replaced == (docs[0].id,)
-        started = time.perf_counter()
-        with write_lock(folder):
-            index, _ = index.apply((), [f"doc-{int(picked[2 * i + 1])}"], embedder=None)
-            index.save(folder, locked=True)
-        deletes.append((time.perf_counter() - started) * 1000)
-    return index, replaces, deletes
+    return index, replaces, deletes, after_deletes
 
 
 def search_p50(index: CorpusIndex, gen: Synthetic, queries: int = 200) -> float:
@@ -233,8 +236,7 @@ def main() -> None:
         adds, merges = timed_adds(folder, index, gen, args.adds, first=base_docs)
         index = CorpusIndex.load(folder)
         before = search_p50(index, gen)
-        index, replaces, deletes = timed_changes(folder, index, gen, args.changes, base_docs)
-        after = search_p50(index, gen)
+        index, replaces, deletes, after = timed_changes(folder, index, gen, args.changes, base_docs)
         index = CorpusIndex.load(folder)
         load_s = load_seconds(folder)
         search = search_under_writes(folder, index, gen, args.search_seconds, first=base_docs + args.adds)
