@@ -328,6 +328,24 @@ def test_an_index_of_format_1_is_read_and_the_next_write_upgrades_it(tmp_path, e
     assert set(again.documents) == {f"d{i}" for i in range(6)}
 
 
+def test_an_index_of_format_2_is_read_as_it_is_and_a_delete_writes_format_3(tmp_path, embedder, model):
+    folder = tmp_path / "index"
+    index, _ = CorpusIndex.empty(IndexSettings(), model).apply([_doc(i) for i in range(5)], embedder=embedder)
+    commit = index.save(folder)
+    manifest = json.loads((commit / "manifest.json").read_text())
+    for entry in manifest["segments"]:
+        del entry["deleted"]  # format 2 had no tombstones
+    (commit / "manifest.json").write_text(json.dumps({**manifest, "format_version": 2}))
+    old = CorpusIndex.load(folder)
+    assert old.checksums == index.checksums
+    engine = Engine(make_settings(folder), embedder)
+    engine.reload()
+    engine.delete(["d2"])
+    manifest = json.loads((folder / (folder / "CURRENT").read_text().strip() / "manifest.json").read_text())
+    assert manifest["format_version"] == 3 and manifest["segments"][0]["deleted"] == ["d2"]
+    assert set(CorpusIndex.load(folder).documents) == {"d0", "d1", "d3", "d4"}
+
+
 def test_a_format_from_the_future_is_refused_with_the_rebuild_command(tmp_path, embedder, model):
     from rag.errors import IndexMismatch
 
