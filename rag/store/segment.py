@@ -210,6 +210,8 @@ class Segment:
     def drop_vectors(self) -> None:
         """Keep FAISS only (a read-only shard never re-embeds or rebuilds FAISS)."""
         self.stored_vectors = np.zeros((0, self.dense.dim), dtype=np.float32)
+        if self.base is not None:
+            self.base.drop_vectors()
 
     @property
     def key_range(self) -> tuple[int, int]:
