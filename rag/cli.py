@@ -507,6 +507,7 @@ def optimize_index(index: IndexOpt = None) -> None:
         if engine.load_error:
             raise IndexCorrupt(engine.load_error)
         before = len(engine.snapshot.segments)
+        dead = sum(s.dead for s in engine.snapshot.segments)
         started = time.perf_counter()
         while engine.merge_once(merge.plan_all):
             pass
@@ -514,8 +515,8 @@ def optimize_index(index: IndexOpt = None) -> None:
         raise _fail(exc) from None
     snap = engine.snapshot
     console.print(
-        f"index {settings.index_dir}: {before} segments -> {len(snap.segments)} ({len(snap.chunks)} chunks) "
-        f"in {time.perf_counter() - started:.1f} s"
+        f"index {settings.index_dir}: {before} segments -> {len(snap.segments)} ({len(snap.chunks)} chunks; "
+        f"{dead} chunks of deleted documents dropped) in {time.perf_counter() - started:.1f} s"
     )
 
 

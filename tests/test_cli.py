@@ -109,3 +109,28 @@ def test_ask_prints_the_sentence_that_holds_the_answer(seed_index_dir):
     assert "describing the country as a “money machine”." in out  # the sentence, not the whole passage
     assert "1.52 trillion won" not in out  # the next sentence of the passage is not printed
     assert re.search(r"\[[^\]\s]+\], characters \d+–\d+", out)  # the citation's [document id] is printed
+
+
+def test_optimize_merges_into_one_segment_and_drops_deleted_documents(tmp_path, seed_index_dir):
+    index = tmp_path / "index"
+    shutil.copytree(seed_index_dir, index)
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    notes = {
+        "ferry": "The night ferry to Arran was cancelled.",
+        "school": "Hillhead adds 300 places.",
+        "bridge": "The Clyde footbridge cost 42 million dollars.",
+        "market": "The Barras market opens on Saturdays.",
+        "tower": "The Science Centre tower turns with the wind.",
+    }
+    for name, text in notes.items():
+        (docs / f"{name}.txt").write_text(text)
+    assert runner.invoke(app, ["ingest", str(docs), "--index", str(index)]).exit_code == 0
+    # One of five one-chunk documents: under the share of deleted chunks at which a merge rewrites the segment.
+    r = runner.invoke(app, ["ingest", str(docs / "school.txt"), "--index", str(index), "--delete", "ferry"])
+    assert r.exit_code == 0, r.stderr
+    r = runner.invoke(app, ["optimize", "--index", str(index)])
+    assert r.exit_code == 0, r.stderr
+    assert re.search(r"-> 1 \(\d+ chunks; [1-9]\d* chunks of deleted documents dropped\)", said(r.stdout + r.stderr))
+    r = runner.invoke(app, ["ask", "What was cancelled?", "--index", str(index), "--reader", "heuristic"])
+    assert "ferry" not in r.stdout.lower()
