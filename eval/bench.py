@@ -2,7 +2,8 @@
 
     .venv/bin/python eval/bench.py            # the full benchmark (~25 min on 2 cores, both Haystack columns included)
     .venv/bin/python eval/bench.py --quick    # seed + 2 SQuAD articles + 100 SciFact abstracts, < 3 min, no peer
-    .venv/bin/python eval/bench.py --scale    # only the dense index at 1M and 10M synthetic vectors (~30 min)
+    .venv/bin/python eval/bench.py --scale    # only the dense index at 1M and 10M synthetic vectors (~40 min;
+                                              # fitted to real embeddings, --scale-data isotropic: the old ones)
     .venv/bin/python eval/bench.py --quick --batch-only   # only POST /ask/batch against one /ask per question
 
 Prints the tables and writes them to eval/results/bench.md, every figure to eval/results/bench.json (a main run
@@ -142,6 +143,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--scale-sizes", default="1M,10M", help="comma-separated vector counts for --scale (k and M suffixes)"
     )
     p.add_argument("--scale-queries", type=int, default=200, help="queries ground-truthed for --scale")
+    p.add_argument(
+        "--scale-data",
+        choices=("fitted", "isotropic"),
+        default="fitted",
+        help="--scale's vectors: fitted to real chunk embeddings (eval/benchmark/fitted_vectors.py), or isotropic "
+        "clusters around random centres (the first generator; flatters IVF). The other's last figures are kept",
+    )
+    p.add_argument(
+        "--scale-fit-check",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="--scale: first compare IVF recall on the real cached vectors, fitted and isotropic ones (~2 min)",
+    )
     p.add_argument(
         "--scale-stream-above",
         default="2M",
@@ -696,32 +710,74 @@ def batch_run(args: argparse.Namespace, plan: Plan, result: dict) -> None:
 
 
 def scale_run(args: argparse.Namespace, result: dict) -> None:
-    from benchmark.scale import RECALL_TARGET, Synthetic, best_points, parse_size, run_scale
+    import json
+
+    from benchmark import fitted_vectors
+    from benchmark.scale import RECALL_TARGET, best_points, data_source, kept_notes, kept_runs, parse_size, run_scale
 
     sizes = [parse_size(s) for s in args.scale_sizes.split(",") if s.strip()]
-    data = Synthetic()
+    try:
+        data = data_source(args.scale_data)
+    except fitted_vectors.NoRealVectors as exc:
+        raise SystemExit(f"--scale-data fitted: no stored parameters ({fitted_vectors.MODEL_FILE}) and {exc}") from exc
     t0 = time.perf_counter()
+    check: dict | None = None
+    if args.scale_fit_check:
+        try:
+            check = fitted_vectors.fit_check(fitted_vectors.load_real(), log=log)
+        except fitted_vectors.NoRealVectors as exc:
+            check = {"skipped": str(exc)}
+            log(f"fit check skipped: {exc}")
+        check["seconds"] = round(time.perf_counter() - t0, 1)
     points = run_scale(
         sizes, queries=args.scale_queries, log=log, data=data, stream_above=parse_size(args.scale_stream_above)
     )
+    d = data.describe()
+    if data.name == "fitted":
+        fitted_on = d["fitted_on"]
+        described = (
+            f"Data: generated from a two-level Gaussian model fitted to {fitted_on.get('chunks', 0):,} real chunk "
+            f"vectors of all-MiniLM-L6-v2 ({fitted_on.get('documents', 0):,} documents of the cached SQuAD, "
+            f"SciFact and seed indexes; eval/benchmark/fitted_vectors.py): documents from {d['topics']} topics "
+            "(k-means on document means; each topic's own principal directions plus the pooled between-document "
+            "covariance), chunks around their "
+            f"document (full within-document covariance, {d['mean_chunks_per_document']} chunks a document), "
+            f"L2-normalised. {args.scale_queries} queries: one chunk of a fresh document each (generated, not real "
+            "question embeddings); exact top 10 by chunked brute force."
+        )
+    else:
+        described = (
+            f"Data: {d['centres']} random unit centres, points = centre + isotropic noise of norm {d['noise']}, "
+            f"renormalised; {args.scale_queries} queries from the same distribution, exact top 10 by chunked "
+            "brute force."
+        )
+    try:
+        previous = json.loads((args.out / "bench.json").read_text()).get("scale")
+    except (OSError, ValueError):
+        previous = None
+    kept = kept_runs(previous, data.name)
     result["scale"] = {
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "seconds": round(time.perf_counter() - t0, 1),
-        "data": {"centres": data.centres, "noise": data.noise, "dim": 384, "queries": args.scale_queries},
+        "data": {**d, "queries": args.scale_queries},
         "recall_target": RECALL_TARGET,
         "points": report.plain(points),
         "best": report.plain(best_points(points)),
         "notes": [
-            f"Data: {data.centres} random unit centres, points = centre + isotropic noise of norm {data.noise}, "
-            f"renormalised; {args.scale_queries} queries from the same distribution, exact top 10 by chunked "
-            "brute force.",
+            described,
             "Build time: training + adding (data generation and ground truth excluded). "
             "Index size: FAISS's serialised size.",
             "Latency: one query per call on one thread. Up to 2M vectors: rag.dense.DenseIndex.build; above: FAISS "
             "directly "
             "(same index types, HNSW32 coarse quantizer, trained on a sample, filled in chunks of 250k).",
+            *fitted_vectors.check_notes(check or {}),
+            *kept_notes(kept),
         ],
     }
+    if check is not None:
+        result["scale"]["fit_check"] = check
+    if kept:
+        result["scale"]["other_data"] = kept
 
 
 # ------------------------------------------------------------------------------------------------ entry

@@ -1,4 +1,8 @@
-"""`--scale`: the dense index at 1M and 10M vectors, on clustered synthetic unit vectors of dimension 384.
+"""`--scale`: the dense index at 1M and 10M vectors, on synthetic unit vectors of dimension 384.
+
+Two generators: ``fitted`` (the default; benchmark/fitted_vectors.py: a model fitted to real chunk embeddings of
+our model) and ``isotropic`` (``Synthetic`` below: isotropic clusters around random well-separated centres, the
+first generator, which flatters IVF).
 
 The data never exists whole: chunk ``i`` of the base set is generated from its own seed, so one pass can
 ground-truth it (chunked brute force for a fixed set of queries) and add it to the indexes. Sizes up to
@@ -17,6 +21,7 @@ import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import ClassVar, Protocol
 
 import numpy as np
 
@@ -33,14 +38,34 @@ EF_SEARCHES = (16, 32, 64, 128, 256)
 PQ_M = 48  # rag.dense's default for ivf-pq: 48 sub-quantizers of 8 dimensions, 8 bits each
 
 
+class VectorSource(Protocol):
+    """What the benchmark needs of a generator: the base set in seeded chunks, and queries."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def seed(self) -> int: ...
+
+    def chunks(self, n: int) -> Iterator[tuple[int, np.ndarray]]: ...
+
+    def queries(self, n: int) -> np.ndarray: ...
+
+    def describe(self) -> dict: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Synthetic:
     """``centres`` random unit centres; a point is a centre plus isotropic noise of norm about ``noise``,
     renormalised. Queries come from the same distribution, from their own seed (never in the base set)."""
 
+    name: ClassVar[str] = "isotropic"
     centres: int = 2048
     noise: float = 0.6
     seed: int = 13
+
+    def describe(self) -> dict:
+        return {"generator": self.name, "centres": self.centres, "noise": self.noise, "dim": DIM, "seed": self.seed}
 
     def _centres(self) -> np.ndarray:
         c = np.random.default_rng([self.seed, 0]).standard_normal((self.centres, DIM), dtype=np.float32)
@@ -159,7 +184,19 @@ def sweep(
     return points
 
 
-def _in_memory(n: int, data: Synthetic, queries: np.ndarray, log) -> list[ScalePoint]:
+def data_source(name: str) -> VectorSource:
+    """``fitted`` (stored parameters, else fitted from the cached indexes; fitted_vectors.NoRealVectors when
+    neither exists) or ``isotropic``."""
+    if name == "isotropic":
+        return Synthetic()
+    if name == "fitted":
+        from benchmark.fitted_vectors import Fitted
+
+        return Fitted.load()
+    raise ValueError(f"unknown --scale-data {name!r} (fitted or isotropic)")
+
+
+def _in_memory(n: int, data: VectorSource, queries: np.ndarray, log) -> list[ScalePoint]:
     import faiss
 
     x = np.concatenate([c for _, c in data.chunks(n)])
@@ -218,7 +255,7 @@ def _in_memory(n: int, data: Synthetic, queries: np.ndarray, log) -> list[ScaleP
     return points
 
 
-def _streamed(n: int, data: Synthetic, queries: np.ndarray, log) -> list[ScalePoint]:
+def _streamed(n: int, data: VectorSource, queries: np.ndarray, log) -> list[ScalePoint]:
     """IVF-SQ8 and IVF-PQ, trained on a sample and filled chunk by chunk; the coarse quantizer is an HNSW
     graph over the centroids so that assigning 10M vectors to 4,096 lists stays cheap."""
     import faiss
@@ -292,7 +329,7 @@ def _streamed(n: int, data: Synthetic, queries: np.ndarray, log) -> list[ScalePo
 
 
 def run_scale(
-    sizes: Sequence[int], *, queries: int, log, data: Synthetic = Synthetic(), stream_above: int = IN_MEMORY_LIMIT
+    sizes: Sequence[int], *, queries: int, log, data: VectorSource = Synthetic(), stream_above: int = IN_MEMORY_LIMIT
 ) -> list[ScalePoint]:
     qs = data.queries(queries)
     points: list[ScalePoint] = []
@@ -318,3 +355,43 @@ def parse_size(text: str) -> int:
     text = text.strip().lower().replace("_", "")
     mult = {"k": 1_000, "m": 1_000_000}.get(text[-1:], 1)
     return int(float(text.rstrip("km")) * mult)
+
+
+def kept_runs(previous: dict | None, current: str) -> dict[str, dict]:
+    """The scale parts of earlier runs on other generators, by generator: an earlier bench.json's ``scale`` (a
+    run without ``data.generator`` was the isotropic one) and what it had kept itself. A new run replaces only
+    its own generator's figures."""
+    if not previous:
+        return {}
+    kept = dict(previous.get("other_data") or {})
+    kept[(previous.get("data") or {}).get("generator", "isotropic")] = {
+        k: v for k, v in previous.items() if k != "other_data"
+    }
+    kept.pop(current, None)
+    return kept
+
+
+def kept_notes(kept: dict[str, dict]) -> list[str]:
+    """One note line per kept run: its best point per size and kind (bench.md shows the scale section's notes)."""
+    lines = []
+    for name, run in kept.items():
+        rows = []
+        for p in run.get("best") or []:
+            if p.get("recall_at_10") is None:
+                continue
+            knob = {k: v for k, v in p["params"].items() if k in ("nprobe", "efSearch")}
+            build = p.get("build_s")
+            size = p.get("index_bytes")
+            built = "" if build is None else f", built {build:.0f} s" if build < 60 else f", built {build / 60:.1f} min"
+            rows.append(
+                " ".join([f"{p['vectors'] / 1e6:g}M", p["kind"], *(f"{k} {v}" for k, v in knob.items())])
+                + f": recall {p['recall_at_10']:.3f}, p95 {p['p95_ms']:.2f} ms"
+                + (f", {size / 2**30:.2f} GiB" if size else "")
+                + built
+            )
+        minutes = f", {run['seconds'] / 60:.0f} min" if run.get("seconds") else ""
+        lines.append(
+            f"For comparison, the {name} generator (run {run.get('date', '?')}{minutes}; every figure in bench.json "
+            f"under scale.other_data.{name}): " + "; ".join(rows) + "."
+        )
+    return lines
