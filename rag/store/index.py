@@ -382,7 +382,7 @@ class CorpusIndex:
         if version == 1:
             # Format 1: the generation folder holds one whole index, laid out as a segment. Read as one (its
             # BM25 is built again, with token counts), it is written in format 3 by the next write.
-            log.info("index %s is in format 1: read as one segment; the next write saves it in format 2", gen)
+            log.info("index %s is in format 1: read as one segment; the next write saves it in format 3", gen)
             segments = [Segment.read(gen, stored, dim, verify=verify, rebuild=rebuild, legacy=manifest)]
         else:
             known = {}
