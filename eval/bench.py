@@ -2,7 +2,7 @@
 
     .venv/bin/python eval/bench.py            # the full benchmark (~25 min on 2 cores, both Haystack columns included)
     .venv/bin/python eval/bench.py --quick    # seed + 2 SQuAD articles + 100 SciFact abstracts, < 3 min, no peer
-    .venv/bin/python eval/bench.py --scale    # only the dense index at 1M and 10M synthetic vectors (~40 min;
+    .venv/bin/python eval/bench.py --scale    # only the dense index at 1M and 10M synthetic vectors (~20 min;
                                               # fitted to real embeddings, --scale-data isotropic: the old ones)
     .venv/bin/python eval/bench.py --quick --batch-only   # only POST /ask/batch against one /ask per question
 
