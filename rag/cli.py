@@ -492,13 +492,29 @@ def verify_index(index: IndexOpt = None) -> None:
 
 
 @app.command("optimize")
-def optimize_index(index: IndexOpt = None) -> None:
+def optimize_index(
+    index: IndexOpt = None,
+    purge: Annotated[
+        bool,
+        typer.Option(
+            "--purge",
+            help="Also remove every earlier commit and the files only they list, so that no deleted document's "
+            "text is left on disk",
+        ),
+    ] = False,
+) -> None:
     """Merge every segment of the index into one (searches touch one FAISS and one BM25 index; the merge
-    policy otherwise keeps about ten segments per size tier). Nothing is embedded; readers switch when it
-    commits."""
+    policy otherwise keeps about ten segments per size tier), leaving deleted documents out. Nothing is
+    embedded; readers switch when it commits.
+
+    A delete hides a document at once, but its text stays in its segment's files until a merge writes that
+    segment again, and in the earlier commits kept for processes still reading them (the two before the live
+    one and any younger than 30 s). ``--purge`` removes those too: afterwards the index folder holds no byte
+    of a deleted document."""
     from rag.embedding import Embedder
     from rag.engine import Engine
-    from rag.store import merge
+    from rag.store import merge, read_current, write_lock
+    from rag.store.commit import collect_garbage
 
     settings = _settings(index)
     try:
@@ -511,12 +527,18 @@ def optimize_index(index: IndexOpt = None) -> None:
         started = time.perf_counter()
         while engine.merge_once(merge.plan_all):
             pass
+        if purge:
+            with write_lock(settings.index_dir):
+                current = read_current(settings.index_dir)
+                if current is not None:
+                    collect_garbage(settings.index_dir, current, keep_previous=0, keep_seconds=0)
     except RagError as exc:
         raise _fail(exc) from None
     snap = engine.snapshot
     console.print(
         f"index {settings.index_dir}: {before} segments -> {len(snap.segments)} ({len(snap.chunks)} chunks; "
         f"{dead} chunks of deleted documents dropped) in {time.perf_counter() - started:.1f} s"
+        + ("; earlier commits and their files removed" if purge else "")
     )
 
 

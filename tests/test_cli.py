@@ -134,3 +134,14 @@ def test_optimize_merges_into_one_segment_and_drops_deleted_documents(tmp_path, 
     assert re.search(r"-> 1 \(\d+ chunks; [1-9]\d* chunks of deleted documents dropped\)", said(r.stdout + r.stderr))
     r = runner.invoke(app, ["ask", "What was cancelled?", "--index", str(index), "--reader", "heuristic"])
     assert "ferry" not in r.stdout.lower()
+
+    # The deleted text is still in the files an earlier commit lists, until --purge removes them.
+    def holding(word: bytes) -> list[str]:
+        return [str(p.relative_to(index)) for p in index.rglob("*") if p.is_file() and word in p.read_bytes()]
+
+    assert holding(b"Arran")
+    r = runner.invoke(app, ["optimize", "--purge", "--index", str(index)])
+    assert r.exit_code == 0 and "earlier commits and their files removed" in said(r.stdout)
+    assert holding(b"Arran") == [] and len(list(index.glob("gen-*"))) == 1
+    r = runner.invoke(app, ["ask", "How much did the Clyde footbridge cost?", "--index", str(index)])
+    assert r.exit_code == 0 and "42 million" in r.stdout

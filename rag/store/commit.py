@@ -99,14 +99,18 @@ def write_commit(folder: Path, number: int, manifest: dict[str, Any]) -> Path:
     return final
 
 
-def collect_garbage(folder: Path, live: str) -> None:
-    """Remove commits older than the ``KEEP_GENERATIONS`` before ``live`` and every segment that none of the
-    kept commits lists. Caller holds the write lock (so a ``.tmp-*`` here is a crashed writer's)."""
+def collect_garbage(
+    folder: Path, live: str, *, keep_previous: int = KEEP_GENERATIONS, keep_seconds: float = KEEP_SECONDS
+) -> None:
+    """Remove commits older than the ``keep_previous`` before ``live`` (but none younger than ``keep_seconds``)
+    and every segment that none of the kept commits lists. Caller holds the write lock (so a ``.tmp-*`` here is
+    a crashed writer's). ``keep_previous=0, keep_seconds=0`` keeps the live commit alone (``rag optimize
+    --purge``: a process loading an older commit then starts again from the live one)."""
     older = sorted((g for g in folder.glob("gen-*") if g.name != live), key=lambda g: generation_number(g.name))
     now = time.time()
-    for old in older[: max(0, len(older) - KEEP_GENERATIONS)]:
+    for old in older[: max(0, len(older) - keep_previous)]:
         try:
-            if now - (old / "manifest.json").stat().st_mtime < KEEP_SECONDS:
+            if now - (old / "manifest.json").stat().st_mtime < keep_seconds:
                 continue  # young: a process may have begun reading it a moment ago (many commits a second)
         except OSError:
             pass
