@@ -100,12 +100,15 @@ def write_commit(folder: Path, number: int, manifest: dict[str, Any]) -> Path:
 
 
 def collect_garbage(
-    folder: Path, live: str, *, keep_previous: int = KEEP_GENERATIONS, keep_seconds: float = KEEP_SECONDS
+    folder: Path, live: str, *, keep_previous: int | None = None, keep_seconds: float | None = None
 ) -> None:
     """Remove commits older than the ``keep_previous`` before ``live`` (but none younger than ``keep_seconds``)
     and every segment that none of the kept commits lists. Caller holds the write lock (so a ``.tmp-*`` here is
-    a crashed writer's). ``keep_previous=0, keep_seconds=0`` keeps the live commit alone (``rag optimize
-    --purge``: a process loading an older commit then starts again from the live one)."""
+    a crashed writer's); by default ``KEEP_GENERATIONS`` and ``KEEP_SECONDS``. ``keep_previous=0, keep_seconds=0``
+    keeps the live commit alone (``rag optimize --purge``: a process loading an older commit then starts again
+    from the live one)."""
+    keep_previous = KEEP_GENERATIONS if keep_previous is None else keep_previous  # (read at call time)
+    keep_seconds = KEEP_SECONDS if keep_seconds is None else keep_seconds
     older = sorted((g for g in folder.glob("gen-*") if g.name != live), key=lambda g: generation_number(g.name))
     now = time.time()
     for old in older[: max(0, len(older) - keep_previous)]:
