@@ -128,20 +128,22 @@ def timed_changes(
     return index, replaces, deletes, after_deletes
 
 
-def search_p50(index: CorpusIndex, gen: Synthetic, queries: int = 200) -> float:
-    """Median hybrid retrieval over the same synthetic queries (seeded), in milliseconds."""
+def timed_query(index: CorpusIndex, gen: Synthetic, rng: np.random.Generator) -> float:
+    """Milliseconds of one hybrid retrieval: a random unit query vector and four words of the vocabulary."""
     from rag.retrieval import retrieve
 
+    q = rng.standard_normal((1, DIM)).astype(np.float32)
+    q /= np.linalg.norm(q)
+    words = " ".join(rng.choice(gen.words[:2000], 4))
+    started = time.perf_counter()
+    retrieve(index, words, q, 10)
+    return (time.perf_counter() - started) * 1000
+
+
+def search_p50(index: CorpusIndex, gen: Synthetic, queries: int = 200) -> float:
+    """Median hybrid retrieval over the same synthetic queries (seeded), in milliseconds."""
     rng = np.random.default_rng(11)
-    times = []
-    for _ in range(queries):
-        q = rng.standard_normal((1, DIM)).astype(np.float32)
-        q /= np.linalg.norm(q)
-        words = " ".join(rng.choice(gen.words[:2000], 4))
-        started = time.perf_counter()
-        retrieve(index, words, q, 10)
-        times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
+    return statistics.median(timed_query(index, gen, rng) for _ in range(queries))
 
 
 def load_seconds(folder: Path) -> float:
@@ -158,7 +160,6 @@ def load_seconds(folder: Path) -> float:
 def search_under_writes(folder: Path, index: CorpusIndex, gen: Synthetic, seconds: float, first: int) -> dict:
     """p50/p99 of hybrid retrieval (synthetic query vector + words) idle, then while a writer adds one document
     a second (the snapshot swapped after each commit, as the engine does)."""
-    from rag.retrieval import retrieve
 
     state = {"index": index}
     rng = np.random.default_rng(7)
@@ -167,12 +168,7 @@ def search_under_writes(folder: Path, index: CorpusIndex, gen: Synthetic, second
         out = []
         end = time.perf_counter() + duration
         while time.perf_counter() < end:
-            q = rng.standard_normal((1, DIM)).astype(np.float32)
-            q /= np.linalg.norm(q)
-            words = " ".join(rng.choice(gen.words[:2000], 4))
-            t = time.perf_counter()
-            retrieve(state["index"], words, q, 10)
-            out.append((time.perf_counter() - t) * 1000)
+            out.append(timed_query(state["index"], gen, rng))
         return out
 
     idle = queries(seconds)
