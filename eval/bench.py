@@ -733,24 +733,6 @@ def scale_run(args: argparse.Namespace, result: dict) -> None:
         sizes, queries=args.scale_queries, log=log, data=data, stream_above=parse_size(args.scale_stream_above)
     )
     d = data.describe()
-    if data.name == "fitted":
-        fitted_on = d["fitted_on"]
-        described = (
-            f"Data: generated from a two-level Gaussian model fitted to {fitted_on.get('chunks', 0):,} real chunk "
-            f"vectors of all-MiniLM-L6-v2 ({fitted_on.get('documents', 0):,} documents of the cached SQuAD, "
-            f"SciFact and seed indexes; eval/benchmark/fitted_vectors.py): documents from {d['topics']} topics "
-            "(k-means on document means; each topic's own principal directions plus the pooled between-document "
-            "covariance), chunks around their "
-            f"document (full within-document covariance, {d['mean_chunks_per_document']} chunks a document), "
-            f"L2-normalised. {args.scale_queries} queries: one chunk of a fresh document each (generated, not real "
-            "question embeddings); exact top 10 by chunked brute force."
-        )
-    else:
-        described = (
-            f"Data: {d['centres']} random unit centres, points = centre + isotropic noise of norm {d['noise']}, "
-            f"renormalised; {args.scale_queries} queries from the same distribution, exact top 10 by chunked "
-            "brute force."
-        )
     try:
         previous = json.loads((args.out / "bench.json").read_text()).get("scale")
     except (OSError, ValueError):
@@ -764,7 +746,7 @@ def scale_run(args: argparse.Namespace, result: dict) -> None:
         "points": report.plain(points),
         "best": report.plain(best_points(points)),
         "notes": [
-            described,
+            data.note(args.scale_queries),
             "Build time: training + adding (data generation and ground truth excluded). "
             "Index size: FAISS's serialised size.",
             "Latency: one query per call on one thread. Up to 2M vectors: rag.dense.DenseIndex.build; above: FAISS "

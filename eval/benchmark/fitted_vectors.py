@@ -257,6 +257,18 @@ class Fitted:
             "seed": self.seed,
         }
 
+    def note(self, queries: int) -> str:
+        return (
+            f"Data: generated from a two-level Gaussian model fitted to {self.info.get('chunks', 0):,} real chunk "
+            f"vectors of all-MiniLM-L6-v2 ({self.info.get('documents', 0):,} documents of the cached SQuAD, "
+            f"SciFact and seed indexes; eval/benchmark/fitted_vectors.py): documents from "
+            f"{len(self.p['topic_mean'])} topics (k-means on document means; each topic's own principal directions "
+            "plus the pooled between-document covariance), chunks around their document (full within-document "
+            f"covariance, {round(self._mean_chunks, 2)} chunks a document), L2-normalised. {queries} queries: one "
+            "chunk of a fresh document each (generated, not real question embeddings); exact top 10 by chunked "
+            "brute force."
+        )
+
     def _documents(self, rng: np.random.Generator, n_docs: int) -> tuple[np.ndarray, np.ndarray]:
         """(template numbers, centres) of ``n_docs`` fresh documents."""
         p = self.p

@@ -53,6 +53,10 @@ class VectorSource(Protocol):
 
     def describe(self) -> dict: ...
 
+    def note(self, queries: int) -> str:
+        """One sentence for bench.md: what the vectors and the queries are."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Synthetic:
@@ -66,6 +70,12 @@ class Synthetic:
 
     def describe(self) -> dict:
         return {"generator": self.name, "centres": self.centres, "noise": self.noise, "dim": DIM, "seed": self.seed}
+
+    def note(self, queries: int) -> str:
+        return (
+            f"Data: {self.centres} random unit centres, points = centre + isotropic noise of norm {self.noise}, "
+            f"renormalised; {queries} queries from the same distribution, exact top 10 by chunked brute force."
+        )
 
     def _centres(self) -> np.ndarray:
         c = np.random.default_rng([self.seed, 0]).standard_normal((self.centres, DIM), dtype=np.float32)
