@@ -75,9 +75,9 @@ def test_span_decoding_respects_order_and_length(tokenizer):
 
 def test_calibrator_learns_and_saves(tmp_path):
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(400, len(FEATURES)))
-    y = (x[:, 1] + 0.3 * rng.normal(size=400) > 0).astype(int)
-    cal = Calibrator.fit(x.tolist(), y.tolist(), [i // 4 for i in range(400)])
+    x = rng.normal(size=(2000, len(FEATURES)))
+    y = (x[:, 1] + 0.3 * rng.normal(size=2000) > 0).astype(int)
+    cal = Calibrator.fit(x.tolist(), y.tolist(), [i // 4 for i in range(2000)])
     p = cal.probability(x.tolist())
     assert p[y == 1].mean() > 0.7 and p[y == 0].mean() < 0.3
     assert cal.rank(x.tolist())[y == 1].mean() > 0.8
@@ -144,6 +144,26 @@ def test_candidate_features_reward_agreement():
     agree = FEATURES.index("agreement")
     assert rows[0][agree] == rows[1][agree] == pytest.approx(2 / 3)
     assert rows[2][agree] == pytest.approx(1 / 3)
+
+
+def test_alignment_sees_what_the_span_sentence_does_not_say():
+    from rag.lexical import BM25Index, LexicalSettings
+    from rag.reader.calibration import alignment
+
+    tokenize = BM25Index(LexicalSettings()).tokenize  # the features' own terms: stemmed, no stop words
+    q = tokenize("Who is Japan's defence minister?")
+    terms, pairs = set(q), set(zip(q, q[1:]))
+    passage = "Talks went on. Japan's prime minister Shigeru Ishiba spoke. Japan's defence minister Gen Nakatani met him."
+    named = passage.index("Gen Nakatani")
+    near_miss = passage.index("Shigeru Ishiba")
+    right = alignment(terms, pairs, passage, named, named + len("Gen Nakatani"), tokenize)
+    wrong = alignment(terms, pairs, passage, near_miss, near_miss + len("Shigeru Ishiba"), tokenize)
+    # every asked term (japan, s, defenc, minist: not "who") in the answer's sentence, and 3 of 4 term pairs
+    assert right == (1.0, 1.0, 0.0, 0.75)
+    # "defence" is not in the near miss's sentence (it is in the next one, within the window)
+    assert wrong == pytest.approx((3 / 4, 1.0, np.log1p(1), 1 / 4))
+    # the span's own terms are not counted as asked: an answer that echoes the question does not align it
+    assert alignment({"ishiba"}, set(), passage, near_miss, near_miss + len("Shigeru Ishiba"), tokenize)[0] == 0.0
 
 
 @pytest.mark.skipif(not HAS_WEIGHTS, reason="no trained reader weights in rag/reader/model/")

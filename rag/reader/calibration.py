@@ -4,7 +4,9 @@ Each candidate answer is described by corpus-independent features: the reader's 
 log-probabilities under the question's shared normalisation (every window of every passage read together),
 the span's margin over its own passage's [CLS] score, its share of the probability mass and how many passages
 agree on it, whether it looks like the kind of thing the question asks for (a date for "when", a number for
-"how many", a name for "who"...), and retrieval evidence for "does the corpus cover this at all" (dense
+"how many", a name for "who"...), how well the question lines up with the sentence around the span (its terms
+and term pairs found there: an adversarial unanswerable question often asks about something the sentence does
+not say, "Who is Japan's defence minister?" against "Prime Minister Shigeru Ishiba said..."), and retrieval evidence for "does the corpus cover this at all" (dense
 similarity of its passage and of the best passage, question-word coverage, rank).
 
 Two logistic regressions over the same features, fitted on held-out *training* articles only
@@ -28,6 +30,7 @@ import numpy.typing as npt
 
 from rag.errors import ModelError
 from rag.reader.heuristic import expected_labels
+from rag.sentences import sentence_around
 from rag.text import normalize_answer
 from rag.types import Hit
 
@@ -50,7 +53,15 @@ FEATURES = (
     "answer_in_question",
     "type_asked",
     "type_match",
+    "sentence_coverage",
+    "window_coverage",
+    "sentence_missing",
+    "sentence_bigrams",
 )
+#: Question words: what a question asks with, never what it asks about.
+_WH_WORDS = frozenset({"what", "when", "where", "which", "who", "whom", "whose", "why", "how"})
+#: How far either side of the span ``window_coverage`` looks for the question's terms, in characters.
+ALIGN_WINDOW = 150
 
 _MONTHS = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?"
 _SHAPES = {
@@ -137,6 +148,8 @@ def candidate_features(
     best_coverage = max(coverage.values(), default=0.0)
     labels = expected_labels(question)
     typed = float(bool(labels))
+    q_sequence = tokenize(question)
+    q_bigrams = set(zip(q_sequence, q_sequence[1:]))
     out: list[tuple[float, ...]] = []
     for c, text, s in zip(candidates, texts, share, strict=True):
         hit = hits[c.hit_index]
@@ -162,9 +175,36 @@ def candidate_features(
                 echo,
                 typed,
                 type_match(labels, passages[c.hit_index][c.start : c.end]),
+                *alignment(q_terms, q_bigrams, passages[c.hit_index], c.start, c.end, tokenize),
             )
         )
     return out
+
+
+def alignment(
+    q_terms: set[str],
+    q_bigrams: set[tuple[str, str]],
+    passage: str,
+    start: int,
+    end: int,
+    tokenize: Callable[[str], list[str]],
+) -> tuple[float, float, float, float]:
+    """How the question lines up with the text around the span ``passage[start:end]``: the share of the question's
+    terms (less question words and the span's own terms) found in the span's sentence and within ``ALIGN_WINDOW`` characters of
+    it, log(1 + how many are missing from the sentence), and the share of the question's adjacent term pairs
+    found in the sentence."""
+    s_start, s_end = sentence_around(passage, start, end)
+    asked = q_terms - _WH_WORDS - set(tokenize(passage[start:end]))
+    sentence = set(tokenize(f"{passage[s_start:start]} {passage[end:s_end]}"))
+    window = set(tokenize(f"{passage[max(0, start - ALIGN_WINDOW) : start]} {passage[end : end + ALIGN_WINDOW]}"))
+    terms = tokenize(passage[s_start:s_end])
+    n = max(1, len(asked))
+    return (
+        len(asked & sentence) / n,
+        len(asked & window) / n,
+        math.log1p(len(asked - sentence)),
+        len(q_bigrams & set(zip(terms, terms[1:]))) / max(1, len(q_bigrams)),
+    )
 
 
 @dataclass
