@@ -147,23 +147,31 @@ def test_candidate_features_reward_agreement():
 
 
 def test_alignment_sees_what_the_span_sentence_does_not_say():
+    from itertools import pairwise
+
     from rag.lexical import BM25Index, LexicalSettings
     from rag.reader.calibration import alignment
 
     tokenize = BM25Index(LexicalSettings()).tokenize  # the features' own terms: stemmed, no stop words
     q = tokenize("Who is Japan's defence minister?")
-    terms, pairs = set(q), set(zip(q, q[1:]))
-    passage = "Talks went on. Japan's prime minister Shigeru Ishiba spoke. Japan's defence minister Gen Nakatani met him."
+    terms, pairs = set(q), set(pairwise(q))
+    passage = (
+        "Talks went on. Japan's prime minister Shigeru Ishiba spoke. Japan's defence minister Gen Nakatani met him."
+    )
     named = passage.index("Gen Nakatani")
     near_miss = passage.index("Shigeru Ishiba")
-    right = alignment(terms, pairs, passage, named, named + len("Gen Nakatani"), tokenize)
-    wrong = alignment(terms, pairs, passage, near_miss, near_miss + len("Shigeru Ishiba"), tokenize)
+
+    def align(q_terms, q_pairs, start, end):
+        return alignment(q_terms, q_pairs, set(tokenize(passage[start:end])), passage, start, end, tokenize)
+
+    right = align(terms, pairs, named, named + len("Gen Nakatani"))
+    wrong = align(terms, pairs, near_miss, near_miss + len("Shigeru Ishiba"))
     # every asked term (japan, s, defenc, minist: not "who") in the answer's sentence, and 3 of 4 term pairs
     assert right == (1.0, 1.0, 0.0, 0.75)
     # "defence" is not in the near miss's sentence (it is in the next one, within the window)
     assert wrong == pytest.approx((3 / 4, 1.0, np.log1p(1), 1 / 4))
     # the span's own terms are not counted as asked: an answer that echoes the question does not align it
-    assert alignment({"ishiba"}, set(), passage, near_miss, near_miss + len("Shigeru Ishiba"), tokenize)[0] == 0.0
+    assert align({"ishiba"}, set(), near_miss, near_miss + len("Shigeru Ishiba"))[0] == 0.0
 
 
 @pytest.mark.skipif(not HAS_WEIGHTS, reason="no trained reader weights in rag/reader/model/")

@@ -6,8 +6,9 @@ the span's margin over its own passage's [CLS] score, its share of the probabili
 agree on it, whether it looks like the kind of thing the question asks for (a date for "when", a number for
 "how many", a name for "who"...), how well the question lines up with the sentence around the span (its terms
 and term pairs found there: an adversarial unanswerable question often asks about something the sentence does
-not say, "Who is Japan's defence minister?" against "Prime Minister Shigeru Ishiba said..."), and retrieval evidence for "does the corpus cover this at all" (dense
-similarity of its passage and of the best passage, question-word coverage, rank).
+not say, "Who is Japan's defence minister?" against "Prime Minister Shigeru Ishiba said..."), and retrieval
+evidence for "does the corpus cover this at all" (dense similarity of its passage and of the best passage,
+question-word coverage, rank).
 
 Two logistic regressions over the same features, fitted on held-out *training* articles only
 (``rag/reader/fit_calibration.py``): ``ranker`` (every candidate: is this span right?) orders a question's
@@ -23,6 +24,7 @@ import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -143,13 +145,13 @@ def candidate_features(
     best_margin = max(c.reader_score - c.null_score for c in candidates)
     top_dense = max((h.dense_score for h in hits if h.dense_score is not None), default=0.0)
     read = max(1, len(best_per_passage))
-    q_terms = set(tokenize(question))
+    q_sequence = tokenize(question)
+    q_terms = set(q_sequence)
+    q_bigrams = set(pairwise(q_sequence))
     coverage = {i: len(q_terms & set(tokenize(p))) / max(1, len(q_terms)) for i, p in enumerate(passages)}
     best_coverage = max(coverage.values(), default=0.0)
     labels = expected_labels(question)
     typed = float(bool(labels))
-    q_sequence = tokenize(question)
-    q_bigrams = set(zip(q_sequence, q_sequence[1:]))
     out: list[tuple[float, ...]] = []
     for c, text, s in zip(candidates, texts, share, strict=True):
         hit = hits[c.hit_index]
@@ -175,7 +177,7 @@ def candidate_features(
                 echo,
                 typed,
                 type_match(labels, passages[c.hit_index][c.start : c.end]),
-                *alignment(q_terms, q_bigrams, passages[c.hit_index], c.start, c.end, tokenize),
+                *alignment(q_terms, q_bigrams, set(a_terms), passages[c.hit_index], c.start, c.end, tokenize),
             )
         )
     return out
@@ -184,17 +186,18 @@ def candidate_features(
 def alignment(
     q_terms: set[str],
     q_bigrams: set[tuple[str, str]],
+    span_terms: set[str],
     passage: str,
     start: int,
     end: int,
     tokenize: Callable[[str], list[str]],
 ) -> tuple[float, float, float, float]:
-    """How the question lines up with the text around the span ``passage[start:end]``: the share of the question's
-    terms (less question words and the span's own terms) found in the span's sentence and within ``ALIGN_WINDOW`` characters of
-    it, log(1 + how many are missing from the sentence), and the share of the question's adjacent term pairs
-    found in the sentence."""
+    """How the question lines up with the text around the span ``passage[start:end]`` (whose terms are
+    ``span_terms``): the share of the question's terms (less question words and the span's own terms) found in the
+    span's sentence and within ``ALIGN_WINDOW`` characters of it, log(1 + how many are missing from the sentence),
+    and the share of the question's adjacent term pairs found in the sentence."""
     s_start, s_end = sentence_around(passage, start, end)
-    asked = q_terms - _WH_WORDS - set(tokenize(passage[start:end]))
+    asked = q_terms - _WH_WORDS - span_terms
     sentence = set(tokenize(f"{passage[s_start:start]} {passage[end:s_end]}"))
     window = set(tokenize(f"{passage[max(0, start - ALIGN_WINDOW) : start]} {passage[end : end + ALIGN_WINDOW]}"))
     terms = tokenize(passage[s_start:s_end])
@@ -203,7 +206,7 @@ def alignment(
         len(asked & sentence) / n,
         len(asked & window) / n,
         math.log1p(len(asked - sentence)),
-        len(q_bigrams & set(zip(terms, terms[1:]))) / max(1, len(q_bigrams)),
+        len(q_bigrams & set(pairwise(terms))) / max(1, len(q_bigrams)),
     )
 
 
