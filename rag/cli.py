@@ -259,6 +259,12 @@ def ask(
     reader: ReaderOpt = None,
     top_k: Annotated[int, typer.Option("--top-k", help="Passages shown")] = 3,
     as_json: Annotated[bool, typer.Option("--json", help="Print the API response as JSON")] = False,
+    min_score: Annotated[
+        float | None,
+        typer.Option(
+            "--min-score", min=0.0, max=1.0, help="Answer only at or above this score [default: the fitted threshold]"
+        ),
+    ] = None,
     doc: DocOpt = None,
     since: SinceOpt = None,
     until: UntilOpt = None,
@@ -269,7 +275,7 @@ def ask(
     filters = _filters(doc, since, until, source, meta)
     engine = _open_engine(index, reader)
     try:
-        result = engine.ask(question, top_k, filters=filters)
+        result = engine.ask(question, top_k, filters=filters, min_score=min_score)
     except RagError as exc:
         raise _fail(exc) from None
     if as_json:
@@ -277,7 +283,19 @@ def ask(
 
         console.print_json(json.dumps(ask_json(result)))
     elif result.no_answer:
-        console.print("[bold yellow]No answer:[/bold yellow] the articles do not seem to contain one.")
+        if result.no_answer_reason == "not_covered":
+            console.print("[bold yellow]No answer:[/bold yellow] nothing in the articles is about this question.")
+        else:
+            titles = ", ".join(dict.fromkeys(result.titles.get(h.chunk.doc_id, h.chunk.doc_id) for h in result.hits))
+            console.print(
+                f"[bold yellow]No answer:[/bold yellow] the articles touch on this ({escape(titles)}) but do not "
+                "seem to say it."
+            )
+        for a in result.possible_answers:
+            console.print(
+                f"  [yellow]Unconfirmed[/yellow] {escape(a.text)}  [dim](score {a.score:.2f}, below "
+                f"{result.threshold:.2f}) — {escape(a.sentence[:200])}[/dim]"
+            )
         for hit in result.hits[:top_k]:
             console.print(f"  [dim]{escape(hit.chunk.chunk_id)}[/dim] {escape(hit.chunk.text[:160])}…")
     else:
@@ -438,12 +456,40 @@ def fit_calibration(
     ),
     seeds: Annotated[Path, typer.Option(help="The seed articles")] = Path("seeds"),
     reader_dir: Annotated[Path | None, typer.Option(help="Reader folder [default: the shipped reader]")] = None,
-    cache: Annotated[Path, typer.Option(help="Where the calibration corpus index is kept")] = Path(
+    cache: Annotated[Path, typer.Option(help="Where the benchmark's indexes and reader outputs are kept")] = Path(
         "eval/.cache/calibration"
     ),
+    report: Annotated[Path | None, typer.Option(help="Also write the trust benchmark's report here")] = None,
 ) -> None:
-    """Fit the answer/no-answer calibrator for a reader on held-out training articles."""
+    """Fit the answer/no-answer calibration for a reader on held-out training articles (the trust benchmark's
+    questions), and measure the benchmark by a cross-fit."""
+    _calibrate(reader, squad, seeds, reader_dir, cache, report, write=True)
+
+
+@app.command("trust")
+def trust(
+    reader: Annotated[str, typer.Option(help="trained or heuristic")] = "trained",
+    squad: Annotated[Path, typer.Option(help="SQuAD 2.0 JSON (only held-out training articles are used)")] = Path(
+        "../shared/data/squad-v2.0-dev/dev-v2.0.json"
+    ),
+    seeds: Annotated[Path, typer.Option(help="The seed articles")] = Path("seeds"),
+    reader_dir: Annotated[Path | None, typer.Option(help="Reader folder [default: the shipped reader]")] = None,
+    cache: Annotated[Path, typer.Option(help="Where the benchmark's indexes and reader outputs are kept")] = Path(
+        "eval/.cache/calibration"
+    ),
+    out: Annotated[Path, typer.Option(help="Where summary.json and report.png go")] = Path("eval/results/trust"),
+) -> None:
+    """The trust benchmark: answerable, adversarial unanswerable, near-miss and not-covered questions from
+    held-out training articles; per kind and selective-QA figures, each article scored by a calibration fitted
+    on the others. Writes nothing but the report."""
+    _calibrate(reader, squad, seeds, reader_dir, cache, out, write=False)
+
+
+def _calibrate(
+    reader: str, squad: Path, seeds: Path, reader_dir: Path | None, cache: Path, report: Path | None, write: bool
+) -> None:
     from rag.embedding import Embedder
+    from rag.evaluation.trust import print_trust, write_trust
     from rag.pipeline import QAPipeline, reader_weights_sha256
     from rag.reader.fit_calibration import fit
     from rag.reader.model import DEFAULT_READER_DIR
@@ -462,15 +508,21 @@ def fit_calibration(
         )
     except RagError as exc:
         raise _fail(exc) from None
-    fit(
+    calibrator, figures = fit(
         pipeline,
         str(squad),
         seeds,
-        folder / f"calibration-{reader}.json",
+        folder / f"calibration-{reader}.json" if write else None,
         cache=cache,
         reader_sha256=reader_weights_sha256(reader, folder),
         log=lambda m: err.print(escape(m)),
     )
+    figures["reader_dir"] = str(folder)
+    figures["shipped_threshold"] = calibrator.threshold
+    print_trust(figures, console)
+    if report is not None:
+        write_trust(figures, report)
+        err.print(f"report written to {report}")
 
 
 @app.command("verify")

@@ -185,9 +185,14 @@ class Engine:
     # ------------------------------------------------------------------------------------------- reads
 
     def ask(
-        self, question: str, top_k: int = 5, max_answers: int | None = None, filters: Filters | None = None
+        self,
+        question: str,
+        top_k: int = 5,
+        max_answers: int | None = None,
+        filters: Filters | None = None,
+        min_score: float | None = None,
     ) -> AskResult:
-        return self.pipeline.ask(self.snapshot, question, top_k, max_answers, filters=filters)
+        return self.pipeline.ask(self.snapshot, question, top_k, max_answers, filters=filters, min_score=min_score)
 
     def ask_batch(
         self,
@@ -195,9 +200,12 @@ class Engine:
         top_k: int = 5,
         max_answers: int | None = None,
         filters: Filters | None = None,
+        min_score: float | None = None,
     ) -> list[AskResult]:
         """Many questions against one snapshot, read together (see QAPipeline.ask_batch)."""
-        return self.pipeline.ask_batch(self.snapshot, questions, top_k, max_answers, filters=filters)
+        return self.pipeline.ask_batch(
+            self.snapshot, questions, top_k, max_answers, filters=filters, min_score=min_score
+        )
 
     def search(
         self, query: str, k: int = 10, filters: Filters | None = None

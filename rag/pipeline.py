@@ -34,6 +34,17 @@ MAX_TOP_K = 50
 
 
 @dataclass(frozen=True, slots=True)
+class Decision:
+    """What ``decide`` made of one question's candidates."""
+
+    answers: list[Answer]  # at or above the threshold, best score first
+    possible: list[Answer]  # when there is no answer: the best candidates below the threshold
+    reason: str | None  # when there is no answer: "not_covered" or "not_stated"
+    threshold: float
+    rule: str
+
+
+@dataclass(frozen=True, slots=True)
 class AskSettings:
     read_k: int = 3  # passages the reader reads (3 reads as well as 5 on training articles, at 60% of the cost)
     max_answers: int = 3  # distinct answers returned
@@ -139,8 +150,11 @@ class QAPipeline:
         top_k: int = 5,
         max_answers: int | None = None,
         filters: Filters | None = None,
+        min_score: float | None = None,
     ) -> AskResult:
+        """Answer one question; ``min_score`` overrides the service's threshold for this question."""
         check_top_k(top_k, "top_k", limit=MAX_TOP_K)
+        check_min_score(min_score)
         max_answers = max_answers or self.settings.max_answers
         t0 = time.perf_counter()
         hits, timings = self.search(index, question, max(top_k, self.settings.read_k), filters)
@@ -149,10 +163,10 @@ class QAPipeline:
         passages = [h.chunk.text for h in read_hits]
         candidates = self.read(question, passages)
         t2 = time.perf_counter()
-        answers = self.decide(question, candidates, read_hits, passages, index, max_answers)
+        decided = self.decide(question, candidates, read_hits, passages, index, max_answers, min_score)
         t3 = time.perf_counter()
         timings.update({"read": ms(t2 - t1), "decide": ms(t3 - t2), "total": ms(t3 - t0)})
-        return self.result(index, question, answers, hits, top_k, timings)
+        return self.result(index, question, decided, hits, top_k, timings)
 
     def ask_batch(
         self,
@@ -161,6 +175,7 @@ class QAPipeline:
         top_k: int = 5,
         max_answers: int | None = None,
         filters: Filters | None = None,
+        min_score: float | None = None,
     ) -> list[AskResult]:
         """``ask`` for many questions at once, with the same answers: the questions are embedded together,
         retrieved one by one, read together (the trained reader's forward passes batched across questions) and
@@ -169,6 +184,7 @@ class QAPipeline:
         and ``read`` timings are its share of the batch's (the batch's time over the number of questions), so that
         the results' totals add up to the batch's time."""
         check_top_k(top_k, "top_k", limit=MAX_TOP_K)
+        check_min_score(min_score)
         max_answers = max_answers or self.settings.max_answers
         if not questions:
             return []
@@ -192,19 +208,19 @@ class QAPipeline:
         for i, question in enumerate(questions):
             t2 = time.perf_counter()
             hits = retrieved[i]
-            answers = self.decide(
-                question, candidates[i], hits[: self.settings.read_k], passages[i], index, max_answers
+            decided = self.decide(
+                question, candidates[i], hits[: self.settings.read_k], passages[i], index, max_answers, min_score
             )
             timings[i].update({"read": read, "decide": ms(time.perf_counter() - t2)})
             timings[i]["total"] = round(sum(timings[i].values()), 2)
-            results.append(self.result(index, question, answers, hits, top_k, timings[i]))
+            results.append(self.result(index, question, decided, hits, top_k, timings[i]))
         return results
 
     def result(
         self,
         index: CorpusIndex,
         question: str,
-        answers: Sequence[Answer],
+        decided: Decision,
         hits: Sequence[Hit],
         top_k: int,
         timings: dict[str, float],
@@ -212,8 +228,12 @@ class QAPipeline:
         """One question's result: its answers, and its ``top_k`` passages with their titles."""
         return AskResult(
             question=question,
-            no_answer=not answers,
-            answers=tuple(answers),
+            no_answer=not decided.answers,
+            answers=tuple(decided.answers),
+            possible_answers=tuple(decided.possible),
+            no_answer_reason=decided.reason,
+            threshold=decided.threshold,
+            threshold_rule=decided.rule,
             hits=tuple(hits[:top_k]),
             timings_ms=timings,
             titles={h.chunk.doc_id: index.documents[h.chunk.doc_id].title for h in hits[:top_k]},
@@ -238,6 +258,15 @@ class QAPipeline:
         )
         return [trained_candidates(r) for r in readings]
 
+    def threshold(self, min_score: float | None = None) -> tuple[float, str]:
+        """The score an answer needs, and the rule that set it: the request's, the operator's, or the fitted one."""
+        if min_score is not None:
+            return min_score, "min_score of the request"
+        if self.settings.no_answer_threshold is not None:
+            return self.settings.no_answer_threshold, "RAG_NO_ANSWER_THRESHOLD"
+        rule = self.calibrator.fitted_on.get("threshold_rule", "fitted with the calibration")
+        return self.calibrator.threshold, rule
+
     def decide(
         self,
         question: str,
@@ -246,23 +275,18 @@ class QAPipeline:
         passages: Sequence[str],
         index: CorpusIndex,
         max_answers: int,
-    ) -> list[Answer]:
-        """Score candidates, keep distinct ones above the threshold, and cite them in their documents."""
+        min_score: float | None = None,
+    ) -> Decision:
+        """Score candidates and keep the distinct ones, best score first: those at or above the threshold are the
+        answers; when none is, the question has no answer, the best few stay visible as possible answers, and
+        the reason says whether the passages read were about the question at all."""
+        threshold, rule = self.threshold(min_score)
         scored = self.score(question, candidates, hits, passages)
-        threshold = (
-            self.settings.no_answer_threshold
-            if self.settings.no_answer_threshold is not None
-            else self.calibrator.threshold
-        )
-        answers: list[Answer] = []
+        distinct: list[tuple[float, Answer]] = []
         kept: list[tuple[str, int, int, str]] = []
-        if not scored or scored[0][0] < threshold:
-            return []  # the question is decided on its best-ranked candidate
-        for prob, cand in scored:
-            if len(answers) >= max_answers:
+        for prob, cand in scored:  # the ranker's order: of two copies of one answer, the better-ranked stays
+            if len(distinct) >= 2 * max_answers:
                 break
-            if prob < threshold:
-                continue
             chunk = hits[cand.hit_index].chunk
             trimmed = trim_span(passages[cand.hit_index], cand.start, cand.end)  # no markup at the edges
             if trimmed is None:
@@ -273,10 +297,25 @@ class QAPipeline:
             if not is_distinct(span, kept):
                 continue
             kept.append(span)
-            answers.append(
-                self.cite(index, chunk.doc_id, span[1], span[2], prob, chunk.chunk_id, chunk.start, chunk.end)
-            )
-        return answers
+            answer = self.cite(index, chunk.doc_id, span[1], span[2], prob, chunk.chunk_id, chunk.start, chunk.end)
+            distinct.append((prob, answer))
+        distinct.sort(key=lambda pa: -pa[0])  # listed by the score they show
+        answers = [a for p, a in distinct if p >= threshold][:max_answers]
+        if answers:
+            return Decision(answers, [], None, threshold, rule)
+        possible = [a for _, a in distinct][:max_answers]
+        return Decision([], possible, self.no_answer_reason(question, candidates, hits, passages), threshold, rule)
+
+    def no_answer_reason(
+        self, question: str, candidates: Sequence[Candidate], hits: Sequence[Hit], passages: Sequence[str]
+    ) -> str:
+        """``not_covered`` when nothing retrieved is about the question (the calibration's coverage model on the
+        passages' similarity and question-word coverage), else ``not_stated``: passages on the topic, no span
+        good enough."""
+        if not hits or not candidates:
+            return "not_covered"
+        rows = candidate_features(candidates[:1], hits, passages, question, self.terms.tokenize)
+        return "not_stated" if self.calibrator.covered(rows[0]) >= 0.5 else "not_covered"
 
     def score(
         self, question: str, candidates: Sequence[Candidate], hits: Sequence[Hit], passages: Sequence[str]
@@ -340,6 +379,11 @@ def hit_pages(index: CorpusIndex, hits: Sequence[Hit]) -> dict[str, int]:
         if (page := index.documents[h.chunk.doc_id].page_at(h.chunk.start)) is not None:
             pages[h.chunk.chunk_id] = page
     return pages
+
+
+def check_min_score(value: float | None) -> None:
+    if value is not None and not 0.0 <= value <= 1.0:
+        raise ValidationError(f"min_score must be between 0 and 1, got {value}")
 
 
 def check_top_k(value: int, name: str, limit: int) -> None:

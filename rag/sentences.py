@@ -23,6 +23,7 @@ end sentences at line breaks, and it cuts '"Stop!" she said.' in two.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from rag.errors import ValidationError
 
@@ -149,3 +150,16 @@ def _piece_end(text: str, last: int | None, end: int, hi: int) -> int:
             return g
         k += 1
     return last if last is not None else hi
+
+
+def remove_answer_sentences(text: str, spans: Sequence[tuple[int, int]]) -> str:
+    """``text`` without the sentence(s) holding any of ``spans`` (character spans into it), the pieces left
+    joined by a space: a passage that still covers its topic but no longer states the answer (a near miss)."""
+    cuts = sorted(sentence_around(text, s, e) for s, e in spans)
+    kept, pos = [], 0
+    for s, e in cuts:
+        if s > pos:
+            kept.append(text[pos:s])
+        pos = max(pos, e)
+    kept.append(text[pos:])
+    return " ".join(part.strip() for part in kept if part.strip())

@@ -109,6 +109,10 @@ class AskResult:
     timings_ms: Mapping[str, float]
     titles: Mapping[str, str] = field(default_factory=dict)  # doc id -> title, for the hits
     pages: Mapping[str, int] = field(default_factory=dict)  # chunk id -> page its passage starts on (PDFs)
+    possible_answers: tuple[Answer, ...] = ()  # no answer: the best candidates below the threshold
+    no_answer_reason: str | None = None  # no answer: "not_covered" (nothing retrieved is about it) or "not_stated"
+    threshold: float | None = None  # the score an answer needed
+    threshold_rule: str | None = None  # where that threshold came from
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,6 +50,10 @@ def ask_json(r: AskResult) -> dict[str, Any]:
         "question": r.question,
         "no_answer": r.no_answer,
         "answers": [answer_json(a) for a in r.answers],
+        "no_answer_reason": r.no_answer_reason,
+        "possible_answers": [answer_json(a) for a in r.possible_answers],
+        "threshold": None if r.threshold is None else round(r.threshold, 4),
+        "threshold_rule": r.threshold_rule,
         "passages": [
             passage_json(h, r.titles.get(h.chunk.doc_id, h.chunk.doc_id), r.pages.get(h.chunk.chunk_id)) for h in r.hits
         ],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -128,6 +128,12 @@ class AskRequest(Strict):
     max_answers: Annotated[int | None, NOT_BOOL] = Field(
         None, ge=1, le=10, description="Distinct answers returned at most"
     )
+    min_score: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Answer only at or above this score (default: the service's threshold, see threshold_rule)",
+    )
     filters: FiltersIn | None = Field(None, description="Answer only from the documents these keep")
 
     @field_validator("question")
@@ -183,7 +189,19 @@ class PassageOut(BaseModel):
 class AskResponse(BaseModel):
     question: str
     no_answer: bool = Field(description="True when the articles do not contain a confident answer")
-    answers: list[AnswerOut]
+    answers: list[AnswerOut] = Field(description="Scored at or above the threshold, highest score first")
+    no_answer_reason: Literal["not_covered", "not_stated"] | None = Field(
+        None,
+        description="Why there is no answer: not_covered (nothing retrieved is about the question) or not_stated "
+        "(passages on the topic, none stating an answer well enough); null when there are answers",
+    )
+    possible_answers: list[AnswerOut] = Field(
+        default_factory=list,
+        description="When there is no answer: the best candidates below the threshold, unconfirmed, highest "
+        "score first (never mixed into answers)",
+    )
+    threshold: float | None = Field(None, description="The score an answer needed")
+    threshold_rule: str | None = Field(None, description="Where that threshold came from")
     passages: list[PassageOut]
     timings_ms: dict[str, float]
 
@@ -207,6 +225,12 @@ class AskBatchRequest(Strict):
     top_k: Annotated[int, NOT_BOOL] = Field(5, ge=1, le=MAX_TOP_K, description="Passages returned per question")
     max_answers: Annotated[int | None, NOT_BOOL] = Field(
         None, ge=1, le=10, description="Distinct answers returned per question at most"
+    )
+    min_score: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Answer only at or above this score (default: the service's threshold, see threshold_rule)",
     )
     filters: FiltersIn | None = Field(None, description="Answer every question only from the documents these keep")
 

@@ -247,8 +247,11 @@ def test_off_topic_question_shows_a_result_state(page: Page, server: str):
     not_found = page.locator("#not-found")
     expect(not_found.or_(page.locator("#top-answer"))).to_be_visible()
     if not_found.is_visible():  # the heuristic reader may still answer: that is a result state too
-        expect(not_found).to_contain_text("Not found in the articles")
-        expect(page.locator("#ask-status")).to_have_text("Not found in the articles.")
+        expect(not_found).to_contain_text("Not in the articles")
+        expect(page.locator("#ask-status")).to_have_text("Not in the articles.")
+        # The reason in words, and the threshold the answer would have needed.
+        expect(page.locator("#no-answer-reason")).to_contain_text("articles")
+        expect(not_found.locator(".threshold-note")).to_contain_text("at least")
         assert page.locator(".passage").count() > 0  # the passages searched are still shown
 
 

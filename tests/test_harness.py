@@ -83,6 +83,13 @@ def test_score_item_abstentions_are_scored_squad2_style() -> None:
     assert partial.citations_ok == (False,)  # the document text was not available
 
 
+def test_a_declined_question_is_scored_on_its_best_possible_answer() -> None:
+    declined = Observation(5.0, True, (), (), possible=(_answer("Ann Lee", 0.3), _answer("Oslo", 0.1)))
+    result = score_item(_item("who", "Ann Lee"), declined, "qa", {})
+    assert result.no_answer and result.prediction == "" and result.score is None
+    assert result.candidate_score == 0.3 and result.candidate_right is True
+
+
 def test_summary_aggregates_by_hand() -> None:
     items = (_item("a", "Ann Lee"), _item("b", "1990"), _item("c", None))
     results = (
@@ -109,6 +116,9 @@ def test_summary_aggregates_by_hand() -> None:
     assert bins[9]["count"] == 1 and bins[9]["accuracy"] == 1.0  # 0.95, right
     assert bins[1]["count"] == 1 and bins[1]["accuracy"] == 0.0  # 0.15, an answer to an unanswerable
     assert s["calibration"]["ece"] == pytest.approx((0.05 + 0.15) / 2)
+    # Selective figures over every question: the declined one has no candidate (score 0, not right).
+    assert s["selective"]["auroc"] == 1.0 and s["selective"]["coverage_at_90"] == pytest.approx(1 / 3)
+    assert s["selective"]["coverage"] == pytest.approx(2 / 3) and s["selective"]["precision"] == 0.5
     assert s["calibration"]["auc"] == 1.0
     assert s["latency"]["p50_ms"] == 20.0 and s["latency"]["throughput_qps"] == 1.5
 

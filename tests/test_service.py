@@ -54,8 +54,18 @@ def test_ask_returns_a_cited_span(client):
     r = client.post("/ask", json={"question": "How many troops are in US Forces Korea?"})
     assert r.status_code == 200, r.text
     body = r.json()
-    assert set(body) == {"question", "no_answer", "answers", "passages", "timings_ms"}
-    assert body["no_answer"] is False
+    assert set(body) == {
+        "question",
+        "no_answer",
+        "answers",
+        "no_answer_reason",
+        "possible_answers",
+        "threshold",
+        "threshold_rule",
+        "passages",
+        "timings_ms",
+    }
+    assert body["no_answer"] is False and body["no_answer_reason"] is None and body["possible_answers"] == []
     top = body["answers"][0]
     assert "28,500" in top["text"]
     assert 0.0 <= top["score"] <= 1.0
@@ -68,6 +78,32 @@ def test_ask_returns_a_cited_span(client):
     for p in body["passages"]:
         assert doc["text"][p["document_offset"]["start"] : p["document_offset"]["end"]] == p["text"]
     assert body["timings_ms"]["total"] > 0
+
+
+def test_answers_are_listed_by_score_and_min_score_declines_with_possible_answers(client):
+    question = "Who is the Japanese prime minister?"
+    body = client.post("/ask", json={"question": question, "max_answers": 3}).json()
+    scores = [a["score"] for a in body["answers"]]
+    assert len(scores) >= 2 and scores == sorted(scores, reverse=True)
+    assert body["threshold"] == 0.0 and body["threshold_rule"] == "RAG_NO_ANSWER_THRESHOLD"
+
+    # Above every score: no answer, the reason, and the same candidates kept apart as possible answers.
+    strict = client.post("/ask", json={"question": question, "max_answers": 3, "min_score": 1.0}).json()
+    assert strict["no_answer"] is True and strict["answers"] == []
+    assert strict["no_answer_reason"] in {"not_covered", "not_stated"}
+    assert strict["threshold"] == 1.0 and strict["threshold_rule"] == "min_score of the request"
+    assert [a["text"] for a in strict["possible_answers"]] == [a["text"] for a in body["answers"]]
+    assert all(a["score"] < 1.0 for a in strict["possible_answers"])
+
+    batch = client.post("/ask/batch", json={"questions": [question], "max_answers": 3, "min_score": 1.0}).json()
+    assert batch["results"][0]["possible_answers"] == strict["possible_answers"]
+    for bad in (-0.1, 1.5, "high"):
+        assert_error(client.post("/ask", json={"question": question, "min_score": bad}), 422, "min_score")
+    schema = client.get("/openapi.json").json()["components"]["schemas"]
+    assert {"no_answer_reason", "possible_answers", "threshold", "threshold_rule"} <= set(
+        schema["AskResponse"]["properties"]
+    )
+    assert "min_score" in schema["AskRequest"]["properties"]
 
 
 def test_every_answer_carries_the_sentence_that_holds_it(client):

@@ -61,6 +61,7 @@ class Observation:
     passages: tuple[tuple[str, int, int], ...] = ()  # (document_id, start, end), in rank order
     timings_ms: Mapping[str, float] = field(default_factory=dict)
     error: str | None = None
+    possible: tuple[PredictedAnswer, ...] = ()  # no answer: the candidates below the threshold, best first
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +80,10 @@ class QuestionResult:
     em: float = 0.0
     f1: float = 0.0
     top_f1: float | None = None  # F1 of the top answer text, even when abstaining would have been right
+    # The top candidate, given or not (a possible answer when the service declined): its score and whether it is
+    # right, for the selective-QA figures (None: the service proposed nothing, or says nothing below its threshold).
+    candidate_score: float | None = None
+    candidate_right: bool | None = None
     citations_ok: tuple[bool, ...] = ()  # per returned answer: document.text[start:end] == text (a contract)
     top_document_gold: bool | None = None  # answerable and answered: the top answer cites the gold document
     # The top answer is right (see ``correct``) and its citation lies inside the gold passage; None when it is
@@ -270,16 +275,25 @@ def _observation(body: dict, latency: float) -> Observation:
     passages = tuple(
         (p["document_id"], p["document_offset"]["start"], p["document_offset"]["end"]) for p in body["passages"]
     )
-    answers = tuple(
-        PredictedAnswer(
-            a["text"], float(a["score"]), a["document_id"], a["document_offset"]["start"], a["document_offset"]["end"]
+
+    def predicted(items: list[dict]) -> tuple[PredictedAnswer, ...]:
+        return tuple(
+            PredictedAnswer(
+                a["text"],
+                float(a["score"]),
+                a["document_id"],
+                a["document_offset"]["start"],
+                a["document_offset"]["end"],
+            )
+            for a in items
         )
-        for a in body.get("answers", [])
-    )
+
+    answers = predicted(body.get("answers", []))
     return Observation(
         latency_ms=latency,
         no_answer=bool(body.get("no_answer", not answers)),
         answers=answers,
+        possible=predicted(body.get("possible_answers", [])),
         passages=passages,
         timings_ms={k: float(v) for k, v in body.get("timings_ms", {}).items()},
     )
@@ -391,6 +405,7 @@ def score_item(item: GoldItem, obs: Observation, kind: str, texts: Mapping[str, 
     citations = tuple(cites_correctly(a, texts.get(a.document_id)) for a in obs.answers)
     top_f1 = None if top is None else (f1(top.text, golds) if item.answerable else 0.0)
     right = item.answerable and top_f1 is not None and top_f1 >= CORRECT_F1  # as QuestionResult.correct
+    candidate = top if top is not None else (obs.possible[0] if obs.possible else None)
     return QuestionResult(
         item=item,
         latency_ms=obs.latency_ms,
@@ -402,6 +417,10 @@ def score_item(item: GoldItem, obs: Observation, kind: str, texts: Mapping[str, 
         em=em,
         f1=f1_score,
         top_f1=top_f1,
+        candidate_score=None if candidate is None else candidate.score,
+        candidate_right=None
+        if candidate is None
+        else bool(item.answerable and f1(candidate.text, golds) >= CORRECT_F1),
         citations_ok=citations,
         top_document_gold=(top.document_id == item.document_id) if item.answerable and top is not None else None,
         cites_gold_passage=item.cites_gold_passage(top.document_id, top.start, top.end) if right and top else None,

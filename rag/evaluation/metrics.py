@@ -97,3 +97,78 @@ def roc_auc(scores: Sequence[float], labels: Sequence[bool]) -> float:
         rank_sum += avg * sum(1 for t in range(i, j + 1) if ranked[t][1])
         i = j + 1
     return (rank_sum - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg))
+
+
+def weighted_auc(scores: Sequence[float], labels: Sequence[bool], weights: Sequence[float]) -> float:
+    """ROC AUC where each question counts with its weight (ties count half): the weighted probability that a
+    positive outranks a negative."""
+    order = sorted(range(len(scores)), key=lambda i: scores[i])
+    below_neg = 0.0  # weight of negatives scored strictly lower than the current group
+    total = 0.0
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and scores[order[j + 1]] == scores[order[i]]:
+            j += 1
+        group = order[i : j + 1]
+        pos = sum(weights[k] for k in group if labels[k])
+        neg = sum(weights[k] for k in group if not labels[k])
+        total += pos * (below_neg + neg / 2)
+        below_neg += neg
+        i = j + 1
+    pos_all = sum(w for w, y in zip(weights, labels, strict=True) if y)
+    neg_all = sum(w for w, y in zip(weights, labels, strict=True) if not y)
+    return total / (pos_all * neg_all) if pos_all > 0 and neg_all > 0 else float("nan")
+
+
+def risk_coverage_curve(
+    scores: Sequence[float], right: Sequence[bool], weights: Sequence[float] | None = None
+) -> list[tuple[float, float, float]]:
+    """Selective answering (Geifman & El-Yaniv 2017; Kamath et al. 2020): answer the questions scored highest
+    first. One point per cut, ``(coverage, risk, threshold)``: the share of questions answered, the share of
+    those answered wrongly, and the lowest score answered (tied scores are answered together). ``weights``
+    make each question count for its weight (a mix of question kinds in chosen proportions)."""
+    w = [1.0] * len(scores) if weights is None else list(weights)
+    order = sorted(range(len(scores)), key=lambda i: -scores[i])
+    total = sum(w)
+    points: list[tuple[float, float, float]] = []
+    answered = wrong = 0.0
+    for k, i in enumerate(order, 1):
+        answered += w[i]
+        wrong += w[i] * (not right[i])
+        if k < len(order) and scores[order[k]] == scores[i]:
+            continue  # a threshold cannot split tied scores
+        if answered > 0:
+            points.append((answered / total, wrong / answered, float(scores[i])))
+    return points
+
+
+def selective_figures(
+    scores: Sequence[float], right: Sequence[bool], weights: Sequence[float] | None = None
+) -> dict[str, float]:
+    """The selective-QA figures of one question set: ``scores[i]`` is the top answer's score (whether or not
+    it was given), ``right[i]`` whether that answer is right (any answer to an unanswerable question is wrong).
+
+    ``auroc``: how well the score separates right top answers from everything else; ``coverage_at_80`` and
+    ``_90``: the largest share of questions that can be answered with at least 80% / 90% of the answers right;
+    ``aurc``: the area under the risk-coverage curve (lower is better)."""
+    w = [1.0] * len(scores) if weights is None else list(weights)
+    curve = risk_coverage_curve(scores, right, w)
+    if not curve:
+        nan = float("nan")
+        return {"auroc": nan, "coverage_at_80": nan, "coverage_at_90": nan, "aurc": nan, "questions": 0}
+
+    def coverage_at(precision: float) -> float:
+        return max((c for c, r, _ in curve if 1 - r >= precision - 1e-12), default=0.0)
+
+    previous, area = 0.0, 0.0
+    for coverage, risk, _ in curve:
+        area += (coverage - previous) * risk
+        previous = coverage
+    return {
+        "auroc": weighted_auc(scores, [bool(r) for r in right], w),
+        "coverage_at_80": coverage_at(0.8),
+        "coverage_at_90": coverage_at(0.9),
+        "aurc": area,
+        "questions": len(scores),
+    }

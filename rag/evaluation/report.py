@@ -15,7 +15,15 @@ from rich.markup import escape
 from rich.table import Table
 
 from rag.evaluation.harness import EvalRun, QuestionResult
-from rag.evaluation.metrics import hit_at, percentile, recall_at, reciprocal_rank, roc_auc
+from rag.evaluation.metrics import (
+    hit_at,
+    percentile,
+    recall_at,
+    reciprocal_rank,
+    risk_coverage_curve,
+    roc_auc,
+    selective_figures,
+)
 
 HIT_KS = (1, 3, 5, 10)
 CALIBRATION_BINS = 10
@@ -152,7 +160,25 @@ def summarize(run: EvalRun) -> dict[str, Any]:
             "document_accuracy": _mean(float(t) for t in tops),
         }
         summary["calibration"] = calibration_table(ok)
+        summary["selective"] = selective_summary(ok)
     return summary
+
+
+def selective_summary(results: Sequence[QuestionResult]) -> dict[str, Any]:
+    """The selective-QA figures (rag.evaluation.metrics.selective_figures) of the top candidate of every
+    question, given or not (the service lists what it declined as possible answers): a question with no candidate
+    counts as scored 0 and not right. ``answered_below_*``: how the service's own threshold compares."""
+    scores = [r.candidate_score if r.candidate_score is not None else 0.0 for r in results]
+    right = [bool(r.candidate_right) for r in results]
+    figures = selective_figures(scores, right)
+    answered = [r for r in results if not r.no_answer]
+    figures["coverage"] = len(answered) / len(results) if results else math.nan
+    figures["precision"] = _mean(float(bool(r.correct)) for r in answered)
+    figures["curve"] = [
+        {"coverage": round(c, 4), "risk": round(risk, 4), "threshold": round(t, 4)}
+        for c, risk, t in risk_coverage_curve(scores, right)
+    ]
+    return figures
 
 
 def _finite(value: Any) -> Any:
@@ -188,6 +214,8 @@ def result_record(r: QuestionResult) -> dict[str, Any]:
             "prediction": r.prediction,
             "score": r.score,
             "no_answer": r.no_answer,
+            "candidate_score": r.candidate_score,
+            "candidate_right": r.candidate_right,
             "em": r.em,
             "f1": r.f1,
             "rank": r.rank,
@@ -200,14 +228,29 @@ def result_record(r: QuestionResult) -> dict[str, Any]:
 
 
 def plot_report(summary: dict[str, Any], results: Sequence[QuestionResult], path: Path) -> None:
-    """Recall@k curve and latency histogram, written with the Agg backend (no display needed)."""
+    """Recall@k curve, latency histogram and (QA) the risk-coverage curve, written with the Agg backend."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     curve = summary["retrieval"]["recall_curve"]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    selective = summary.get("selective")
+    fig, axes = plt.subplots(1, 3 if selective else 2, figsize=(16.5 if selective else 11, 4))
+    left, right = axes[0], axes[1]
+    if selective:
+        plot_risk_coverage(axes[2], [(summary["name"] or "run", selective["curve"])])
+        if selective.get("coverage") is not None:
+            axes[2].scatter(
+                [selective["coverage"]], [1 - (selective.get("precision") or 0.0)], color="tab:red", zorder=3,
+                label="at the service's threshold",
+            )  # fmt: skip
+            axes[2].legend()
+        auroc, aurc = selective["auroc"], selective["aurc"]
+        axes[2].set_title(
+            "risk-coverage"
+            + (f" (AUROC {auroc:.2f}, AURC {aurc:.3f})" if auroc is not None and aurc is not None else "")
+        )
     ks = list(range(1, len(curve) + 1))
     left.plot(ks, curve, marker="o" if len(ks) <= 10 else None)
     left.set_xlabel("k")
@@ -246,6 +289,19 @@ def write_run(run: EvalRun, out_dir: str | Path, name: str | None = None) -> dic
     return summary
 
 
+def plot_risk_coverage(ax, curves: Sequence[tuple[str, Sequence[dict]]]) -> None:
+    """Risk (share of the answers given that are wrong) against coverage (share of questions answered), one
+    line per named curve of ``{"coverage", "risk"}`` points."""
+    for label, points in curves:
+        ax.plot([p["coverage"] for p in points], [p["risk"] for p in points], label=label)
+    ax.axhline(0.2, color="tab:gray", linestyle=":", linewidth=1)
+    ax.set_xlabel("coverage (share of questions answered)")
+    ax.set_ylabel("risk (share of answers wrong)")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+
+
 # ---------------------------------------------------------------------------------------------- terminal
 
 
@@ -282,6 +338,14 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
             ("calibration ECE (%)", _fmt(cal["ece"])),
             ("score AUC (%)", _fmt(cal["auc"])),
         ]
+        sel = summary.get("selective")
+        if sel:
+            rows += [
+                ("selective: AUROC right vs rest (%)", _fmt(sel["auroc"])),
+                ("selective: coverage at 80% right (%)", _fmt(sel["coverage_at_80"])),
+                ("selective: coverage at 90% right (%)", _fmt(sel["coverage_at_90"])),
+                ("selective: area under risk-coverage (%)", _fmt(sel["aurc"])),
+            ]
     lat = summary["latency"]
     qps = lat["throughput_qps"]
     rows += [

@@ -60,6 +60,9 @@ FEATURES = (
     "sentence_missing",
     "sentence_bigrams",
 )
+#: What says whether the passages read are about the question at all (the coverage model behind
+#: ``no_answer_reason``): the best passage's similarity to the question and its share of the question's terms.
+COVERAGE_FEATURES = ("top_dense", "best_coverage")
 #: Question words: what a question asks with, never what it asks about.
 _WH_WORDS = frozenset({"what", "when", "where", "which", "who", "whom", "whose", "why", "how"})
 #: How far either side of the span ``window_coverage`` looks for the question's terms, in characters.
@@ -261,6 +264,13 @@ class Calibrator:
     features: tuple[str, ...] = FEATURES
     reader_sha256: str | None = None  # the reader weights this was fitted on (None: the heuristic reader)
     fitted_on: dict = field(default_factory=dict)
+    coverage: Logistic | None = None  # P(the passages read are about the question), on COVERAGE_FEATURES
+
+    def covered(self, row: Sequence[float]) -> float:
+        """P(the passages read are about the question) from any candidate's row (1.0 without a coverage model)."""
+        if self.coverage is None:
+            return 1.0
+        return float(self.coverage.probability([coverage_row(row)])[0])
 
     def rank(self, rows: Sequence[Sequence[float]]) -> npt.NDArray[np.float64]:
         return self.ranker.probability(rows)
@@ -292,6 +302,7 @@ class Calibrator:
             "ranker": self.ranker.as_dict(),
             "decider": self.decider.as_dict(),
             "threshold": self.threshold,
+            "coverage": self.coverage.as_dict() if self.coverage else None,
             "fitted_on": self.fitted_on,
         }
         tmp = path.with_suffix(".tmp")
@@ -323,7 +334,13 @@ class Calibrator:
             features=tuple(data["features"]),
             reader_sha256=data.get("reader_sha256"),
             fitted_on=data.get("fitted_on", {}),
+            coverage=Logistic(**data["coverage"]) if data.get("coverage") else None,
         )
+
+
+def coverage_row(row: Sequence[float]) -> tuple[float, ...]:
+    """The COVERAGE_FEATURES of a candidate's feature row (the same for every candidate of a question)."""
+    return tuple(row[FEATURES.index(name)] for name in COVERAGE_FEATURES)
 
 
 def best_rows(scores: Sequence[float], questions: Sequence[int]) -> list[int]:

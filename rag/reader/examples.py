@@ -187,3 +187,57 @@ def training_sources(squad_dev: str, train_part: str | None, exclude_titles: Ite
             if (folder / file).is_file():
                 sources.append((name, load_squad(folder / file)))
     return sources
+
+
+#: The answerable-only sets of ``../shared/data/qa-more/`` a shipped reader may train on. The Reddit file
+#: (``squadshifts-reddit.json``) is reserved as the unseen domain for adaptation from user feedback.
+QA_MORE_FILES = (
+    ("squadshifts-new-wiki", "squadshifts-new-wiki.json"),
+    ("squadshifts-amazon", "squadshifts-amazon-reviews.json"),
+    ("tydiqa-train", "tydiqa-goldp-english-train.json"),
+    ("tydiqa-dev", "tydiqa-goldp-english-dev.json"),
+)
+RESERVED_FILES = frozenset({"squadshifts-reddit.json"})
+
+
+def qa_more_sources(folder: str | Path) -> list[tuple[str, dict]]:
+    """(source name, SQuAD payload) for each qa-more file a reader may train on, with titles made unique
+    (TyDi has one "article" per passage, and several passages can share a Wikipedia title)."""
+    out = []
+    seen: set[str] = set()
+    for name, file in QA_MORE_FILES:
+        path = Path(folder) / file
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing (see ../shared/data/README.md)")
+        payload = load_squad(path)
+        for article in payload["data"]:
+            title = str(article["title"])
+            unique, n = title, 1
+            while slug_id(unique) in seen:
+                n += 1
+                unique = f"{title} ({name} {n})"
+            article["title"] = unique
+            seen.add(slug_id(unique))
+        out.append((name, payload))
+    return out
+
+
+def near_miss(group: GroupExample, min_chars: int = 120) -> GroupExample | None:
+    """The group with the sentence(s) holding its answers removed from the gold passage, labelled "no
+    answer": the passage still covers the topic but no longer states the fact. None when the group has no
+    answer, when too little text is left, or when an answer's text still occurs in any of its passages."""
+    from rag.sentences import remove_answer_sentences
+
+    if not group.answers:
+        return None
+    text = group.passages[0]
+    rest = remove_answer_sentences(text, group.answers)
+    if len(rest) < min_chars:
+        return None
+    golds = {normalize_answer(text[s:e]) for s, e in group.answers}
+    bodies = [normalize_answer(p) for p in (rest, *group.passages[1:])]
+    if any(g and g in body for g in golds for body in bodies):
+        return None
+    return GroupExample(
+        f"{group.id}#near-miss", group.question, group.title, (rest, *group.passages[1:]), (), "near-miss"
+    )

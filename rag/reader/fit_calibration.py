@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,9 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from rag.evaluation.metrics import f1 as f1_score
-from rag.loaders import load_paths, squad_documents
+from rag.loaders import load_paths
 from rag.pipeline import QAPipeline
-from rag.reader.calibration import Calibrator, candidate_features
+from rag.reader.calibration import Calibrator, Logistic, candidate_features, coverage_row
 from rag.reader.train import calibration_titles
 from rag.squad import SquadQuestion, iter_questions, load_squad, select_articles
 from rag.store import CorpusIndex, IndexSettings
@@ -59,6 +58,8 @@ class QuestionRows:
     texts: list[str]
     labels: list[int]
     golds: tuple[str, ...]  # empty: the right response is no answer
+    kind: str = "answerable"  # rag.evaluation.trust.KINDS
+    article: str = ""  # the held-out article the question comes from (the folds of the cross-fit)
 
 
 def build_index(docs, pipeline: QAPipeline, settings: IndexSettings, folder: Path | None) -> CorpusIndex:
@@ -79,9 +80,10 @@ def collect(
     pipeline: QAPipeline,
     index: CorpusIndex,
     questions: Sequence[SquadQuestion],
-    covered: bool,
+    kinds: Sequence[str],
     log: Callable[[str], None],
 ) -> list[QuestionRows]:
+    """The reader's candidates for each question, with their features and labels (right or not)."""
     out = []
     started = time.perf_counter()
     for i, q in enumerate(questions):
@@ -90,15 +92,16 @@ def collect(
         candidates = pipeline.read(q.question, passages)
         rows = candidate_features(candidates, hits, passages, q.question, pipeline.terms.tokenize)
         texts = [passages[c.hit_index][c.start : c.end] for c in candidates]
-        golds = tuple(a.text for a in q.answers) if covered and not q.is_impossible else ()
+        golds = tuple(a.text for a in q.answers) if kinds[i] == "answerable" else ()
         labels = [int(bool(golds) and f1_score(t, golds) >= RIGHT_F1) for t in texts]
-        out.append(QuestionRows(rows, texts, labels, golds))
+        out.append(QuestionRows(rows, texts, labels, golds, kinds[i], q.title))
         if (i + 1) % 200 == 0:
             log(f"  {i + 1}/{len(questions)} questions, {(time.perf_counter() - started) / (i + 1) * 1000:.0f} ms each")
     return out
 
 
 _DECIDED: dict[tuple[int, int], tuple[int, float]] = {}
+DECIDE_BY = "score"  # "ranker": the best-ranked candidate decides (the service before answers were listed by score)
 
 
 def decision(calibrator: Calibrator, q: QuestionRows) -> tuple[int, float]:
@@ -108,9 +111,13 @@ def decision(calibrator: Calibrator, q: QuestionRows) -> tuple[int, float]:
     if key not in _DECIDED:
         if not q.rows:
             _DECIDED[key] = (-1, 0.0)
-        else:
+        elif DECIDE_BY == "ranker":
             best = int(np.argmax(calibrator.rank(q.rows)))
             _DECIDED[key] = (best, float(calibrator.probability([q.rows[best]])[0]))
+        else:  # as the service lists answers: by the score they show
+            probs = calibrator.probability(q.rows)
+            best = int(np.argmax(probs))
+            _DECIDED[key] = (best, float(probs[best]))
     return _DECIDED[key]
 
 
@@ -173,93 +180,141 @@ def reliability(calibrator: Calibrator, data: Sequence[QuestionRows], bins: int 
     return table
 
 
-def fit(
+def collect_benchmark(
     pipeline: QAPipeline,
     squad_path: str,
     seeds: str | Path,
-    out: Path,
     *,
     cache: Path | None = None,
     not_covered_sample: int = 400,
     seed: int = 13,
     reader_sha256: str | None = None,
     log: Callable[[str], None] = print,
-) -> Calibrator:
-    _DECIDED.clear()  # keyed by object ids, which a new fit may reuse
+) -> tuple[list[QuestionRows], list[str]]:
+    """The reader's rows on every question of the trust benchmark (rag/evaluation/trust.py), read open over
+    each kind's corpus as the service reads; and the held-out article titles. Cached per reader and settings."""
+    from rag.evaluation.trust import build_corpora
+
     payload = load_squad(squad_path)
     train = select_articles(payload, "train")
     held_out = set(calibration_titles([a["title"] for a in train]))
-    cal_articles = [a for a in train if a["title"] in held_out]
-    questions = list(iter_questions(cal_articles))
+    questions = list(iter_questions([a for a in train if a["title"] in held_out]))
     seed_docs = load_paths([seeds]).documents
+    corpora = build_corpora(train, held_out, seed_docs, questions, not_covered_sample=not_covered_sample, seed=seed)
     settings = IndexSettings()
-
-    log(
-        f"A (covered): corpus = seed + {len(train)} training articles; "
-        f"{len(questions)} questions from {sorted(held_out)}"
-    )
-    index_a = build_index(
-        seed_docs + squad_documents({"data": train}), pipeline, settings, cache / "covered" if cache else None
-    )
     key = _rows_key(pipeline, reader_sha256)
-    data_a = _cached(cache, f"rows-covered-{key}.json", lambda: collect(pipeline, index_a, questions, True, log), log)
+    data: list[QuestionRows] = []
+    covered_index: CorpusIndex | None = None
+    for corpus in corpora:
+        log(f"{corpus.name}: {len(corpus.documents)} documents, {len(corpus.questions)} questions")
+        if corpus.name in ("covered", "not-covered"):
+            index = build_index(list(corpus.documents), pipeline, settings, cache / corpus.name if cache else None)
+            if corpus.name == "covered":
+                covered_index = index
+        else:  # the covered corpus with a few articles changed: only those are embedded again
+            assert covered_index is not None
+            index, _ = covered_index.apply(list(corpus.documents), embedder=pipeline.embedder)
+        data += _cached(
+            cache,
+            f"rows-{corpus.name}-{key}.json",
+            lambda index=index, corpus=corpus: collect(pipeline, index, corpus.questions, corpus.kinds, log),
+            log,
+        )
+    return data, sorted(held_out)
 
-    rng = random.Random(seed)
-    sample = rng.sample(questions, min(not_covered_sample, len(questions)))
-    fit_only = [a for a in train if a["title"] not in held_out]
-    log(f"B (not covered): corpus = seed + the {len(fit_only)} other training articles; {len(sample)} of the questions")
-    index_b = build_index(
-        seed_docs + squad_documents({"data": fit_only}), pipeline, settings, cache / "not-covered" if cache else None
+
+def fit(
+    pipeline: QAPipeline,
+    squad_path: str,
+    seeds: str | Path,
+    out: Path | None,
+    *,
+    cache: Path | None = None,
+    not_covered_sample: int = 400,
+    seed: int = 13,
+    reader_sha256: str | None = None,
+    log: Callable[[str], None] = print,
+) -> tuple[Calibrator, dict]:
+    """Fit the ranker, the decider and the threshold on every question of the trust benchmark; measure the
+    benchmark by a cross-fit (each held-out article scored by a calibration fitted on the other three); write the
+    calibration to ``out`` (None: measure only). Returns the calibration and the benchmark report."""
+    from rag.evaluation.trust import MIX, THRESHOLD_RULE, operating_threshold, trust_report
+
+    _DECIDED.clear()  # keyed by object ids, which a new fit may reuse
+    data, held_out = collect_benchmark(
+        pipeline,
+        squad_path,
+        seeds,
+        cache=cache,
+        not_covered_sample=not_covered_sample,
+        seed=seed,
+        reader_sha256=reader_sha256,
+        log=log,
     )
-    data_b = _cached(cache, f"rows-not-covered-{key}.json", lambda: collect(pipeline, index_b, sample, False, log), log)
-
-    rows = [r for q in data_a + data_b for r in q.rows]
-    labels = [y for q in data_a + data_b for y in q.labels]
-    owners = [i for i, q in enumerate(data_a + data_b) for _ in q.rows]
-    calibrator = Calibrator.fit(rows, labels, owners)
+    calibrator = fit_on(data)
     calibrator.reader_sha256 = reader_sha256
-    grid = [round(float(t), 3) for t in np.arange(0.01, 0.951, 0.005)]
-    scores = {t: squad2_f1(calibrator, data_a, t) for t in grid}
-    mix = {t: squad2_f1(calibrator, data_a + data_b, t) for t in grid}
-    curve = [
-        {
-            "threshold": t,
-            "squad2_f1_mix": round(mix[t], 2),
-            "squad2_f1_covered": round(scores[t], 2),
-            "answerable_declined_covered": round(_declined(calibrator, [q for q in data_a if q.golds], t), 4),
-            "unanswerable_declined_covered": round(_declined(calibrator, [q for q in data_a if not q.golds], t), 4),
-            "declined_not_covered": round(_declined(calibrator, data_b, t), 4),
-        }
-        for t in grid
-    ]
-    calibrator.threshold = choose_threshold(curve)
-    strict = max(grid, key=lambda t: (scores[t], -abs(t - 0.5)))
-    declined_b = _declined(calibrator, data_b, calibrator.threshold)
+    decided = [decided_row(calibrator, q) for q in data]
+    calibrator.threshold = operating_threshold(decided)
+    report = trust_report(cross_fit(data), {"reader": pipeline.reader_kind, "read_k": pipeline.settings.read_k})
+    counts = {k: sum(q.kind == k for q in data) for k in MIX}
     calibrator.fitted_on = {
         "reader": pipeline.reader_kind,
+        "read_k": pipeline.settings.read_k,
         "squad_sha256": _sha(squad_path),
-        "calibration_articles": sorted(held_out),
-        "questions_covered": len(data_a),
-        "questions_not_covered": len(data_b),
-        "candidates": len(rows),
+        "calibration_articles": held_out,
+        "questions": counts,
+        "candidates": sum(len(q.rows) for q in data),
         "right_means": f"SQuAD F1 >= {RIGHT_F1} against a gold answer",
         "threshold_rule": THRESHOLD_RULE,
-        "threshold_f1_covered": round(scores[calibrator.threshold], 2),
-        "strict_threshold_max_squad2_f1": strict,
-        "strict_threshold_f1_covered": round(scores[strict], 2),
-        "always_no_answer_f1_covered": round(100 * np.mean([float(not q.golds) for q in data_a]), 2),
-        "declined_not_covered": round(float(declined_b), 4),
-        "reliability_covered": reliability(calibrator, data_a),
-        "risk_coverage_covered": risk_coverage(calibrator, data_a, grid),
-        "operating_curve": curve,
+        "mix": MIX,
+        "reliability": reliability(calibrator, [q for q in data if q.kind in ("answerable", "unanswerable")]),
+        "benchmark": {k: v for k, v in report.items() if k != "curve"},
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    calibrator.save(out)
-    log(
-        f"threshold {calibrator.threshold}: SQuAD 2.0 F1 {scores[calibrator.threshold]:.1f} on A, "
-        f"declined {declined_b:.1%} of B"
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        calibrator.save(out)
+    log(f"threshold {calibrator.threshold} ({THRESHOLD_RULE})")
+    return calibrator, report
+
+
+def fit_on(data: Sequence[QuestionRows]) -> Calibrator:
+    """The ranker on every candidate row, the decider on each question's best-ranked one, and the coverage
+    model (are the passages about the question?) on one row per question: not covered against the rest."""
+    rows = [r for q in data for r in q.rows]
+    labels = [y for q in data for y in q.labels]
+    owners = [i for i, q in enumerate(data) for _ in q.rows]
+    calibrator = Calibrator.fit(rows, labels, owners)
+    asked = [q for q in data if q.rows]
+    calibrator.coverage = Logistic.fit(
+        [coverage_row(q.rows[0]) for q in asked], [int(q.kind != "not_covered") for q in asked]
     )
     return calibrator
+
+
+def decided_row(calibrator: Calibrator, q: QuestionRows):
+    """The question as the service would answer it: its top answer's score, and whether that answer is right."""
+    from rag.evaluation.trust import Decided
+
+    best, prob = decision(calibrator, q)
+    right = best >= 0 and q.labels[best] == 1
+    f1 = f1_score(q.texts[best], q.golds) if best >= 0 and q.golds else 0.0
+    return Decided(q.kind, q.article, prob, bool(right), f1)
+
+
+def cross_fit(data: Sequence[QuestionRows]) -> list:
+    """Each held-out article's questions decided by a calibration (and threshold) fitted on the other
+    articles' questions only: the benchmark's figures are held out from the fit that produced them."""
+    from dataclasses import replace
+
+    from rag.evaluation.trust import operating_threshold
+
+    out = []
+    for article in sorted({q.article for q in data}):
+        train = [q for q in data if q.article != article]
+        calibrator = fit_on(train)
+        threshold = operating_threshold([decided_row(calibrator, q) for q in train])
+        out += [replace(decided_row(calibrator, q), threshold=threshold) for q in data if q.article == article]
+    return out
 
 
 def _sha(path: str) -> str:
@@ -285,7 +340,9 @@ def _cached(
     if path is not None and path.is_file():
         log(f"  reader outputs read back from {path}")
         return [
-            QuestionRows([tuple(r) for r in q["rows"]], q["texts"], q["labels"], tuple(q["golds"]))
+            QuestionRows(
+                [tuple(r) for r in q["rows"]], q["texts"], q["labels"], tuple(q["golds"]), q["kind"], q["article"]
+            )
             for q in json.loads(path.read_text())
         ]
     data = compute()
@@ -293,7 +350,19 @@ def _cached(
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(
-            json.dumps([{"rows": q.rows, "texts": q.texts, "labels": q.labels, "golds": q.golds} for q in data])
+            json.dumps(
+                [
+                    {
+                        "rows": q.rows,
+                        "texts": q.texts,
+                        "labels": q.labels,
+                        "golds": q.golds,
+                        "kind": q.kind,
+                        "article": q.article,
+                    }
+                    for q in data
+                ]
+            )
         )
         tmp.replace(path)
     return data

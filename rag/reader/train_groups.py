@@ -23,8 +23,21 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.reader.examples import GroupExample, articles_from, build_groups, load_groups, save_groups, training_sources
+from rag.reader.examples import (
+    QA_MORE_FILES,
+    GroupExample,
+    articles_from,
+    build_groups,
+    load_groups,
+    near_miss,
+    qa_more_sources,
+    save_groups,
+    training_sources,
+)
 from rag.reader.windows import Window, make_windows, pad_batch, token_targets
+
+SQUAD_TRAIN_PARTS = frozenset({"squad2-train-first10", "squad1-train-4", "squad-train-untitled"})
+QA_MORE = frozenset(name for name, _ in QA_MORE_FILES)
 
 
 @dataclass
@@ -49,6 +62,9 @@ class GroupTrainConfig:
     dev_train_share: float = 1.0  # share of the SQuAD dev training articles' questions kept
     train_part_share: float = 1.0  # share of the SQuAD training-set parts' questions kept
     max_questions: int | None = None
+    qa_more: str | None = None  # ../shared/data/qa-more: more answerable questions (never its Reddit file)
+    qa_more_share: float = 1.0  # share of the qa-more questions kept
+    near_miss_share: float = 0.0  # share of answerable groups that also give a near-miss group (no answer)
     checkpoint_every: int = 100
     held_out_for_calibration: list[str] = field(default_factory=list)
 
@@ -149,12 +165,14 @@ def prepare_groups(config: GroupTrainConfig, log: Callable[[str], None]) -> list
     work.mkdir(parents=True, exist_ok=True)
     held_out = calibration_titles([a["title"] for a in select_articles(load_squad(config.squad_path), "train")])
     config.held_out_for_calibration = held_out
-    cached = work / f"groups-neg{config.negatives}-seed{config.seed}.jsonl"
+    cached = work / f"groups-neg{config.negatives}-seed{config.seed}{'-qamore' if config.qa_more else ''}.jsonl"
     if cached.is_file():
         groups = load_groups(cached)
         log(f"{len(groups)} training groups read back from {cached}")
         return groups
     sources = training_sources(config.squad_path, config.train_part, set(VALIDATION_TITLES) | set(held_out))
+    if config.qa_more:
+        sources += qa_more_sources(config.qa_more)
     docs, questions = [], []
     for name, payload in sources:
         _, qs = articles_from(payload, name)
@@ -192,7 +210,13 @@ def train_groups(config: GroupTrainConfig, *, resume: bool = False, log: Callabl
     if config.dev_train_share < 1.0:
         groups = [g for g in groups if g.source != "squad2-dev-train" or rng.random() < config.dev_train_share]
     if config.train_part_share < 1.0:
-        groups = [g for g in groups if g.source == "squad2-dev-train" or rng.random() < config.train_part_share]
+        groups = [g for g in groups if g.source not in SQUAD_TRAIN_PARTS or rng.random() < config.train_part_share]
+    if config.qa_more_share < 1.0:
+        groups = [g for g in groups if g.source not in QA_MORE or rng.random() < config.qa_more_share]
+    if config.near_miss_share > 0:
+        misses = [m for g in groups if rng.random() < config.near_miss_share and (m := near_miss(g)) is not None]
+        log(f"{len(misses)} near-miss groups (the answer's sentence removed from the gold passage)")
+        groups = groups + misses
     if config.max_questions:
         rng.shuffle(groups)
         groups = groups[: config.max_questions]
@@ -284,6 +308,9 @@ def train_groups(config: GroupTrainConfig, *, resume: bool = False, log: Callabl
             "train_part_sha256": {p.name: sha256_file(p) for p in sorted(Path(config.train_part).glob("*.json"))}
             if config.train_part
             else {},
+            "qa_more_sha256": {file: sha256_file(Path(config.qa_more) / file) for _, file in QA_MORE_FILES}
+            if config.qa_more
+            else {},
             "questions": len(items),
             "questions_by_source": by_source,
             "windows": windows,
@@ -325,6 +352,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--dev-train-share", type=float, default=1.0)
     parser.add_argument("--train-part-share", type=float, default=1.0)
     parser.add_argument("--max-questions", type=int, default=None)
+    parser.add_argument("--qa-more", default=None, help="../shared/data/qa-more: its files but the Reddit one")
+    parser.add_argument("--qa-more-share", type=float, default=1.0)
+    parser.add_argument("--near-miss-share", type=float, default=0.0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--resume", action="store_true")
@@ -344,6 +374,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         dev_train_share=args.dev_train_share,
         train_part_share=args.train_part_share,
         max_questions=args.max_questions,
+        qa_more=args.qa_more,
+        qa_more_share=args.qa_more_share,
+        near_miss_share=args.near_miss_share,
         threads=args.threads,
         device=args.device,
     )

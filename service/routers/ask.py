@@ -38,7 +38,9 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 @router.post("/ask", response_model=AskResponse, responses=_ERRORS, summary="Answer a question with cited spans")
 async def ask(body: AskRequest, engine: EngineDep, gate: GateDep, request: Request) -> AskResponse:
     filters = body.filters.to_filters() if body.filters else None
-    result = await gate.run(engine.ask, body.question, body.top_k, body.max_answers, filters=filters)
+    result = await gate.run(
+        engine.ask, body.question, body.top_k, body.max_answers, filters=filters, min_score=body.min_score
+    )
     request.app.state.metrics.observe_answer(result.no_answer)
     return AskResponse.of(result)
 
@@ -54,7 +56,9 @@ async def ask(body: AskRequest, engine: EngineDep, gate: GateDep, request: Reque
 )
 async def ask_batch(body: AskBatchRequest, engine: EngineDep, gate: GateDep, request: Request) -> AskBatchResponse:
     filters = body.filters.to_filters() if body.filters else None
-    results = await gate.run(engine.ask_batch, body.questions, body.top_k, body.max_answers, filters=filters)
+    results = await gate.run(
+        engine.ask_batch, body.questions, body.top_k, body.max_answers, filters=filters, min_score=body.min_score
+    )
     for result in results:
         request.app.state.metrics.observe_answer(result.no_answer)
     return AskBatchResponse(results=[AskResponse.of(r) for r in results])

@@ -269,7 +269,7 @@
 
   function summary(body) {
     const answers = Array.isArray(body.answers) ? body.answers : [];
-    if (body.no_answer || !answers.length) return "Not found in the articles.";
+    if (body.no_answer || !answers.length) return "Not in the articles.";
     return "Answer: " + answers[0].text + " (" + percent(answers[0].score) + " confidence).";
   }
 
@@ -321,6 +321,41 @@
     return el("p", { class: big ? "confidence big" : "confidence" }, bar, el("span", {}, percent(score) + " confidence"));
   }
 
+  /** Why there is no answer, in words, from the titles of the passages actually read. */
+  function noAnswerText(body, passages) {
+    if (!passages.length || body.no_answer_reason === "not_covered") {
+      return "Nothing in the indexed articles is about this question.";
+    }
+    const titles = [...new Set(passages.map((p) => p.title || p.document_id))].slice(0, 2);
+    const named = titles.map((t) => "\u201c" + t + "\u201d").join(" and ");
+    return (
+      "The articles touch on this (" + named + ") but the passages read do not say it with enough confidence. " +
+      "The passages that were searched are listed below."
+    );
+  }
+
+  /** The threshold an answer needed, and (on hover) the rule that set it. */
+  function thresholdNote(body) {
+    if (typeof body.threshold !== "number") return null;
+    return el(
+      "p",
+      { class: "threshold-note", title: body.threshold_rule || "" },
+      "Answers need a score of at least " + percent(body.threshold) + "."
+    );
+  }
+
+  /** One answer after the first (label "confidence"), or a possible answer below the threshold ("unconfirmed"). */
+  function otherAnswer(a, label) {
+    return el(
+      "li",
+      { class: label === "unconfirmed" ? "other-answer unconfirmed" : "other-answer" },
+      el("p", { class: "other-text" }, el("strong", {}, a.text), el("span", { class: "score" }, " · " + percent(a.score) + " " + label)),
+      el("p", { class: "other-context" }, sentenceNodes(a)),
+      passageDetails(a),
+      citation(a)
+    );
+  }
+
   function renderResults(body) {
     const results = $("results");
     clear(results);
@@ -330,20 +365,31 @@
     results.append(el("p", { class: "asked" }, "Results for ", el("q", {}, body.question)));
 
     if (body.no_answer || !answers.length) {
+      const possible = Array.isArray(body.possible_answers) ? body.possible_answers : [];
       results.append(
         el(
           "div",
           { class: "card not-found", id: "not-found" },
-          el("h2", {}, "Not found in the articles"),
-          el(
-            "p",
-            {},
-            passages.length
-              ? "None of the indexed articles answers this question with enough confidence. The passages that were searched are listed below."
-              : "None of the indexed articles answers this question."
-          )
+          el("h2", {}, "Not in the articles"),
+          el("p", { id: "no-answer-reason" }, noAnswerText(body, passages)),
+          thresholdNote(body)
         )
       );
+      if (possible.length) {
+        results.append(
+          el(
+            "section",
+            { class: "more-answers possible-answers", "aria-labelledby": "possible-heading" },
+            el("h2", { id: "possible-heading" }, "Came close, not confirmed"),
+            el(
+              "p",
+              { class: "possible-note" },
+              "These spans scored below the threshold: the passages may not say what was asked. Read the sentence before trusting one."
+            ),
+            el("ol", { class: "answer-list" }, possible.map((a) => otherAnswer(a, "unconfirmed")))
+          )
+        );
+      }
     } else {
       const top = answers[0];
       results.append(
@@ -353,6 +399,7 @@
           el("h2", { id: "top-answer-heading", class: "eyebrow" }, "Answer"),
           el("p", { class: "answer-text" }, top.text),
           confidence(top.score, true),
+          thresholdNote(body),
           el("blockquote", { class: "sentence" }, sentenceNodes(top)),
           passageDetails(top),
           citation(top)
@@ -367,16 +414,7 @@
             el(
               "ol",
               { class: "answer-list" },
-              answers.slice(1).map((a) =>
-                el(
-                  "li",
-                  { class: "other-answer" },
-                  el("p", { class: "other-text" }, el("strong", {}, a.text), el("span", { class: "score" }, " · " + percent(a.score) + " confidence")),
-                  el("p", { class: "other-context" }, sentenceNodes(a)),
-                  passageDetails(a),
-                  citation(a)
-                )
-              )
+              answers.slice(1).map((a) => otherAnswer(a, "confidence"))
             )
           )
         );
