@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The evaluation `make eval` runs: the seed gold set and the SQuAD 2.0 validation articles for each reader,
+# The evaluation `make eval` runs: the trust benchmark, the seed gold set and the SQuAD 2.0 validation articles for
+# each reader,
 # SciFact (BEIR) retrieval once, then the table in eval/results/README.md.
 #
 #   SHARED=../shared            where data/ lies (squad-v2.0-dev/, scifact/)
@@ -38,7 +39,11 @@ if [[ -n ${LIMIT:-} ]]; then
 fi
 
 for reader in $READERS; do
-    echo "== seed gold, $reader reader"
+    echo "== trust benchmark (held-out training articles: answerable, adversarial, near miss, not covered), $reader reader"
+    # The same reader outputs rag fit-calibration fitted on (cached under $CACHE/calibration); writes only the report.
+    "$RAG" trust --reader "$reader" --squad "$SQUAD" --cache "$CACHE/calibration" --out "$RESULTS/trust-$reader"
+
+    echo "== seed gold (a development set: its questions shaped features), $reader reader"
     "$RAG" eval eval/gold/seed.jsonl --reader "$reader" \
         --index "$CACHE/index-seed" --corpus seeds/ \
         --out "$RESULTS/seed-$reader" "${common[@]}"

@@ -356,6 +356,9 @@ def serve(
     import uvicorn
 
     settings = _settings(index, reader, host=host, port=port)
+    if (refusal := settings.open_writes_refusal()) is not None:
+        err.print(f"[red]error:[/red] {escape(refusal)}")
+        raise typer.Exit(EXIT_USAGE)
     # Workers are separate processes: pass the choices on through the environment the settings read.
     os.environ["RAG_INDEX_DIR"] = str(settings.index_dir)
     os.environ["RAG_READER"] = settings.reader
@@ -369,6 +372,9 @@ def serve(
         workers=workers,
         log_level=settings.log_level,
         access_log=False,
+        # Past this many open connections uvicorn answers 503 at once (its own plain-text "Service Unavailable"),
+        # before any body is read: a client cannot hold an unbounded number of sockets and buffers.
+        limit_concurrency=settings.max_connections,
     )
 
 

@@ -6,6 +6,7 @@ snapshots under it while queries run.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ from rag.types import Answer, AskResult, Embeddings, Hit
 
 if TYPE_CHECKING:
     from rag.reader.model import PassageReading
+
+log = logging.getLogger(__name__)
 
 READERS = ("trained", "heuristic")
 MAX_TOP_K = 50
@@ -113,6 +116,7 @@ class QAPipeline:
             calibrator = default_calibrator(reader_kind)
         elif calibration.is_file():
             calibrator = Calibrator.load(calibration, reader_sha256=reader_weights_sha256(reader_kind, folder))
+            check_calibration_fits(calibrator, calibration, reader_kind, settings.read_k, backend)
         else:
             raise ModelError(
                 f"no calibration for the {reader_kind} reader at {calibration}; "
@@ -379,6 +383,28 @@ def hit_pages(index: CorpusIndex, hits: Sequence[Hit]) -> dict[str, int]:
         if (page := index.documents[h.chunk.doc_id].page_at(h.chunk.start)) is not None:
             pages[h.chunk.chunk_id] = page
     return pages
+
+
+def check_calibration_fits(calibrator: Calibrator, path: Path, reader_kind: str, read_k: int, backend: str) -> None:
+    """A calibration is fitted for a number of passages read (its features, such as agreement across passages and
+    the shared normalisation's log-probabilities, depend on it): refuse another ``read_k``. Another runtime of the
+    same weights (fp32 against int8) moves scores by little: say so in the log, do not refuse."""
+    fitted = calibrator.fitted_on
+    if "read_k" in fitted and fitted["read_k"] != read_k:
+        raise ModelError(
+            f"calibration {path} was fitted for {fitted['read_k']} passages read, this service reads {read_k} "
+            f"(RAG_READ_K); refit it with: RAG_READ_K={read_k} rag fit-calibration --reader {reader_kind}, "
+            f"or set RAG_READ_K={fitted['read_k']}"
+        )
+    if reader_kind == "trained" and fitted.get("reader_backend") not in (None, backend):
+        log.warning(
+            "calibration %s was fitted on the %s runtime, the reader runs on %s: scores may differ slightly "
+            "(refit with RAG_READER_BACKEND=%s rag fit-calibration)",
+            path,
+            fitted["reader_backend"],
+            backend,
+            backend,
+        )
 
 
 def check_min_score(value: float | None) -> None:

@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535, description="Port `rag serve` listens on")
     api_key: SecretStr | None = Field(None, description="Bearer key required for POST/DELETE /documents")
     allow_open_writes: bool = Field(False, description="Allow writes without a key (local use only)")
+    allow_open_writes_on_network: bool = Field(
+        False, description="Also allow open writes when `rag serve` binds a non-loopback address (asked twice)"
+    )
 
     reader: Literal["trained", "heuristic"] = Field("trained", description="Answer extractor")
     reader_dir: Path | None = Field(None, description="Folder of reader weights (default: the shipped reader)")
@@ -60,7 +63,21 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Largest request body accepted")
     max_concurrency: int = Field(2, ge=1, le=64, description="Model requests computed at once")
     max_queue: int = Field(64, ge=0, le=10_000, description="Requests waiting beyond that before 503")
+    max_connections: int = Field(
+        256, ge=1, le=100_000, description="Open connections `rag serve` takes at once; beyond them a client gets 503"
+    )
     log_level: str = Field("info", description="Log level")
+
+    def open_writes_refusal(self) -> str | None:
+        """Why `rag serve` will not start with these settings (None: it may): open writes on an address other
+        hosts can reach must be asked for twice."""
+        loopback = self.host in ("127.0.0.1", "localhost", "::1") or self.host.startswith("127.")
+        if self.allow_open_writes and not self.api_key and not loopback and not self.allow_open_writes_on_network:
+            return (
+                f"RAG_ALLOW_OPEN_WRITES=true lets anyone who can reach {self.host}:{self.port} add and delete "
+                "documents; set RAG_API_KEY, bind 127.0.0.1, or also set RAG_ALLOW_OPEN_WRITES_ON_NETWORK=true"
+            )
+        return None
 
     def index_settings(self) -> IndexSettings:
         return IndexSettings(

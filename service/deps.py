@@ -6,13 +6,14 @@ import hmac
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rag.dates import filter_date
 from rag.engine import Engine
 from rag.errors import ValidationError
 from rag.filters import Filters
 from rag.settings import Settings
-from service.errors import ApiError
+from service.errors import ApiError, error_response
 from service.gate import Gate
 from service.schemas import MAX_FILTER_DOCUMENTS, MAX_SOURCE_CHARS
 
@@ -36,24 +37,54 @@ def get_write_gate(request: Request) -> Gate:
     return request.app.state.write_gate
 
 
-def require_writer(request: Request, settings: Annotated[Settings, Depends(get_settings)]) -> None:
-    """Writes need ``Authorization: Bearer <RAG_API_KEY>`` (compared in constant time), or open writes allowed."""
+def writer_refusal(settings: Settings, authorization: str) -> ApiError | None:
+    """Why a write with this ``Authorization`` header is refused (None: it may go on). Writes need
+    ``Authorization: Bearer <RAG_API_KEY>`` (compared in constant time), or open writes allowed."""
     key = settings.api_key.get_secret_value() if settings.api_key else None
     if not key:
         if settings.allow_open_writes:
-            return
-        raise ApiError(
+            return None
+        return ApiError(
             403,
             "writes are disabled: set RAG_API_KEY and send it as 'Authorization: Bearer <key>' "
             "(or RAG_ALLOW_OPEN_WRITES=true for local use)",
             "writes_disabled",
         )
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
+    scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token:
-        raise ApiError(401, "this request needs 'Authorization: Bearer <key>'", headers={"WWW-Authenticate": "Bearer"})
+        return ApiError(401, "this request needs 'Authorization: Bearer <key>'", headers={"WWW-Authenticate": "Bearer"})
     if not hmac.compare_digest(token.strip().encode(), key.encode()):
-        raise ApiError(403, "the API key is not valid", "invalid_key")
+        return ApiError(403, "the API key is not valid", "invalid_key")
+    return None
+
+
+def require_writer(request: Request, settings: Annotated[Settings, Depends(get_settings)]) -> None:
+    """The write routes' own check (WriteGuard has refused a bad key before the body was read)."""
+    if (refusal := writer_refusal(settings, request.headers.get("authorization", ""))) is not None:
+        raise refusal
+
+
+#: The methods that write, on the paths that take writes.
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class WriteGuard:
+    """Pure ASGI: a write without the right key is refused *before* its body (up to RAG_MAX_REQUEST_BYTES) is
+    read or parsed, and before it waits at the write gate."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in WRITE_METHODS and scope["path"].startswith("/documents"):
+            headers = dict(scope.get("headers") or [])
+            refusal = writer_refusal(self.settings, headers.get(b"authorization", b"").decode("latin-1"))
+            if refusal is not None:
+                response = error_response(refusal.status, refusal.message, refusal.code, headers=refusal.headers)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def query_filters(

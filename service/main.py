@@ -14,6 +14,7 @@ from rag.engine import Engine
 from rag.errors import RagError
 from rag.settings import Settings
 from service import errors
+from service.deps import WriteGuard
 from service.gate import Gate
 from service.observability import Metrics, RequestMiddleware
 from service.routers import ask, documents, health, pages
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.include_router(health.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC), name="static")
+    app.add_middleware(WriteGuard, settings=settings)  # inside RequestMiddleware: refusals are logged and counted
     app.add_middleware(RequestMiddleware, metrics=app.state.metrics, max_body=settings.max_request_bytes)
     build_openapi = app.openapi
 

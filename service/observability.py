@@ -7,8 +7,9 @@ import logging
 import threading
 import time
 import uuid
-from collections import defaultdict
 
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import BodyTooLarge, error_response
@@ -16,68 +17,67 @@ from service.errors import BodyTooLarge, error_response
 log = logging.getLogger("service.access")
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+#: The methods a label may name; any other (a client can send any token) is counted as "other", so that no client
+#: can make the server keep a new series per made-up method. Unmatched paths are one route, "unmatched".
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class Metrics:
-    """Counters and latency histograms per route, rendered in the Prometheus text format."""
+    """Counters and latency histograms per route (prometheus_client, one registry per app). Labels take values
+    from bounded sets only: the app's routes, the HTTP methods above, the status codes."""
 
     def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "rag_requests", "HTTP requests by method, route and status.", ["method", "route", "status"],
+            registry=self.registry,
+        )  # fmt: skip
+        self.latency = Histogram(
+            "rag_request_seconds", "Request latency by route.", ["method", "route"], buckets=BUCKETS,
+            registry=self.registry,
+        )  # fmt: skip
+        self.answers = Counter("rag_answers", "/ask responses by outcome.", ["outcome"], registry=self.registry)
         self._lock = threading.Lock()
-        self.requests: dict[tuple[str, str, int], int] = defaultdict(int)
-        self.buckets: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0] * (len(BUCKETS) + 1))
-        self.sums: dict[tuple[str, str], float] = defaultdict(float)
         self.answered = 0
         self.no_answer = 0
+        self._current: dict[str, tuple[str, float]] = {}  # name -> (kind, value), set at each scrape
+        self.registry.register(_Current(self))
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        with self._lock:
-            self.requests[(method, route, status)] += 1
-            counts = self.buckets[(method, route)]
-            for i, bound in enumerate(BUCKETS):
-                if seconds <= bound:
-                    counts[i] += 1
-            counts[-1] += 1
-            self.sums[(method, route)] += seconds
+        method = method if method in METHODS else "other"
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(method, route).observe(seconds)
 
     def observe_answer(self, no_answer: bool) -> None:
+        self.answers.labels("no_answer" if no_answer else "answered").inc()
         with self._lock:
             if no_answer:
                 self.no_answer += 1
             else:
                 self.answered += 1
 
-    def render(self, gauges: dict[str, float]) -> str:
-        lines = [
-            "# HELP rag_requests_total HTTP requests by method, route and status.",
-            "# TYPE rag_requests_total counter",
-        ]
+    def render(self, gauges: dict[str, float], counters: dict[str, float] | None = None) -> str:
+        """The exposition text, with ``gauges`` and ``counters`` (totals kept elsewhere, such as the admission
+        gate's rejections) as they are now."""
         with self._lock:
-            for (method, route, status), n in sorted(self.requests.items()):
-                lines.append(f'rag_requests_total{{method="{method}",route="{route}",status="{status}"}} {n}')
-            lines += [
-                "# HELP rag_request_seconds Request latency by route.",
-                "# TYPE rag_request_seconds histogram",
-            ]
-            for (method, route), counts in sorted(self.buckets.items()):
-                labels = f'method="{method}",route="{route}"'
-                for bound, n in zip(BUCKETS, counts, strict=False):
-                    lines.append(f'rag_request_seconds_bucket{{{labels},le="{bound}"}} {n}')
-                lines.append(f'rag_request_seconds_bucket{{{labels},le="+Inf"}} {counts[-1]}')
-                lines.append(f"rag_request_seconds_sum{{{labels}}} {self.sums[(method, route)]:.6f}")
-                lines.append(f"rag_request_seconds_count{{{labels}}} {counts[-1]}")
             total = self.answered + self.no_answer
-            lines += [
-                "# HELP rag_answers_total /ask responses by outcome.",
-                "# TYPE rag_answers_total counter",
-                f'rag_answers_total{{outcome="answered"}} {self.answered}',
-                f'rag_answers_total{{outcome="no_answer"}} {self.no_answer}',
-                "# HELP rag_no_answer_ratio Share of /ask responses that said no_answer.",
-                "# TYPE rag_no_answer_ratio gauge",
-                f"rag_no_answer_ratio {self.no_answer / total if total else 0.0:.6f}",
-            ]
-        for name, value in gauges.items():
-            lines += [f"# TYPE {name} gauge", f"{name} {value}"]
-        return "\n".join(lines) + "\n"
+            current = {name: ("gauge", value) for name, value in gauges.items()}
+            current["rag_no_answer_ratio"] = ("gauge", self.no_answer / total if total else 0.0)
+            current |= {name: ("counter", value) for name, value in (counters or {}).items()}
+            self._current = current
+            return generate_latest(self.registry).decode()
+
+
+class _Current:
+    """A collector of the values ``Metrics.render`` was given (read at scrape time, never stored per label)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self):
+        for name, (kind, value) in sorted(self.metrics._current.items()):
+            family = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
+            yield family(name, name.replace("_", " "), value=value)
 
 
 def route_of(scope: Scope) -> str:

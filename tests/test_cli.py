@@ -145,3 +145,15 @@ def test_optimize_merges_into_one_segment_and_drops_deleted_documents(tmp_path, 
     assert holding(b"Arran") == [] and len(list(index.glob("gen-*"))) == 1
     r = runner.invoke(app, ["ask", "How much did the Clyde footbridge cost?", "--index", str(index)])
     assert r.exit_code == 0 and "42 million" in r.stdout
+
+
+def test_serve_refuses_open_writes_on_a_network_address_unless_asked_twice(tmp_path, monkeypatch):
+    from tests.conftest import make_settings
+
+    monkeypatch.setenv("RAG_ALLOW_OPEN_WRITES", "true")
+    r = runner.invoke(app, ["serve", "--index", str(tmp_path), "--host", "0.0.0.0", "--port", "8765"])
+    assert r.exit_code == 2 and "RAG_ALLOW_OPEN_WRITES_ON_NETWORK" in r.output
+    assert make_settings(tmp_path, allow_open_writes=True, host="127.0.0.1").open_writes_refusal() is None
+    assert make_settings(tmp_path, allow_open_writes=True, host="0.0.0.0", api_key="k").open_writes_refusal() is None
+    twice = make_settings(tmp_path, allow_open_writes=True, allow_open_writes_on_network=True, host="0.0.0.0")
+    assert twice.open_writes_refusal() is None

@@ -364,3 +364,50 @@ def test_the_library_never_imports_the_service():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_every_rename_is_made_durable_before_current_moves(tmp_path, embedder, model, monkeypatch):
+    """An fsync audit: each rename into a folder is followed by an fsync of that folder before the next switch
+    of CURRENT, so a power loss cannot leave a durable CURRENT naming a commit or segment whose entry was lost."""
+    import os
+
+    events: list[tuple[str, Path]] = []
+    folders: dict[int, Path] = {}
+    real_open, real_fsync, real_rename, real_replace = os.open, os.fsync, os.rename, os.replace
+
+    def open_(path, flags, *args, **kwargs):
+        fd = real_open(path, flags, *args, **kwargs)
+        folders[fd] = Path(path).resolve()
+        return fd
+
+    def fsync_(fd):
+        if fd in folders and folders[fd].is_dir():
+            events.append(("sync", folders[fd]))
+        return real_fsync(fd)
+
+    def moved(real):
+        def move(src, dst, *args, **kwargs):
+            events.append(("move", Path(dst).resolve()))
+            return real(src, dst, *args, **kwargs)
+
+        return move
+
+    monkeypatch.setattr(os, "open", open_)
+    monkeypatch.setattr(os, "fsync", fsync_)
+    monkeypatch.setattr(os, "rename", moved(real_rename))
+    monkeypatch.setattr(os, "replace", moved(real_replace))
+    index = CorpusIndex.empty(IndexSettings(), model)
+    for batch, deletes in (([_doc(1), _doc(2)], []), ([_doc(3)], []), ([_doc(1, "changed")], []), ([], ["d2"])):
+        index, _ = index.apply(batch, deletes, embedder=embedder)
+        index.save(tmp_path)
+
+    switches = [i for i, (kind, path) in enumerate(events) if kind == "move" and path.name == "CURRENT"]
+    assert len(switches) == 4
+    for i, (kind, path) in enumerate(events):
+        if kind != "move":
+            continue
+        switch = next(s for s in switches if s >= i)
+        if path.name != "CURRENT":  # a segment or commit folder: its parent is synced before CURRENT moves
+            assert ("sync", path.parent) in events[i + 1 : switch], f"{path} renamed without syncing its folder"
+        else:  # CURRENT itself: synced before the write returns
+            assert ("sync", path.parent) in events[i + 1 :]

@@ -241,3 +241,47 @@ def test_openapi_and_page(client):
     assert client.get("/docs").status_code == 200
     metrics = client.get("/metrics").text
     assert "rag_index_chunks" in metrics and "rag_requests_total" in metrics
+    assert "# TYPE rag_requests_rejected_total counter" in metrics  # a total is a counter, not a gauge
+
+
+def test_made_up_methods_and_paths_do_not_grow_the_metrics(client):
+    client.get("/metrics")
+    before = client.get("/metrics").text
+    for i in range(200):
+        client.request(f"BREW{i}", "/ask")
+        client.get(f"/no-such-path-{i}")
+    after = client.get("/metrics").text
+    series = [line for line in after.splitlines() if line.startswith("rag_requests_total{")]
+    assert len(series) <= len([line for line in before.splitlines() if line.startswith("rag_requests_total{")]) + 3
+    assert 'method="other"' in after and 'route="unmatched"' in after
+    assert "BREW" not in after and "no-such-path" not in after
+
+
+def test_a_write_without_the_key_is_refused_before_its_body_is_read(engine_factory):
+    import asyncio
+
+    settings, engine = engine_factory(api_key=KEY)
+    app = create_app(settings, engine=engine)
+    reads = 0
+
+    async def receive():
+        nonlocal reads
+        reads += 1
+        return {"type": "http.request", "body": b"x" * 1_000_000, "more_body": True}  # an endless body
+
+    sent: list[dict] = []
+
+    async def send(message):
+        sent.append(message)
+
+    for headers, status in (([], 401), ([(b"authorization", b"Bearer wrong")], 403)):
+        scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+            "path": "/documents", "raw_path": b"/documents", "query_string": b"", "root_path": "",
+            "headers": [(b"content-type", b"application/json"), *headers], "client": ("127.0.0.1", 1),
+            "server": ("127.0.0.1", 80),
+        }  # fmt: skip
+        sent.clear()
+        asyncio.run(app(scope, receive, send))
+        assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == status
+    assert reads == 0  # refused on its headers alone

@@ -155,3 +155,17 @@ def test_qa_more_never_includes_the_reserved_reddit_file(tmp_path) -> None:
     assert [name for name, _ in sources] == ["squadshifts-new-wiki", "squadshifts-amazon", "tydiqa-train", "tydiqa-dev"]
     titles = [a["title"] for _, payload in sources for a in payload["data"]]
     assert len(set(titles)) == 4  # the same title in several files becomes four distinct documents
+
+
+def test_a_calibration_fitted_for_another_read_k_is_refused(tmp_path) -> None:
+    from pathlib import Path
+
+    from rag.errors import ModelError
+    from rag.pipeline import check_calibration_fits, default_calibrator
+
+    calibrator = default_calibrator("trained")
+    calibrator.fitted_on = {"read_k": 3, "reader_backend": "onnx-int8"}
+    check_calibration_fits(calibrator, Path("cal.json"), "trained", 3, "onnx-int8")  # fits
+    with pytest.raises(ModelError, match="RAG_READ_K=5 rag fit-calibration"):
+        check_calibration_fits(calibrator, Path("cal.json"), "trained", 5, "onnx-int8")
+    check_calibration_fits(calibrator, Path("cal.json"), "trained", 3, "onnx")  # another runtime: a warning only

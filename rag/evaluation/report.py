@@ -395,15 +395,46 @@ def _row(folder: Path, s: dict[str, Any]) -> list[str]:
     ]
 
 
+_TRUST_COLUMNS = (
+    "run", "answerable F1", "answerable declined", "adversarial declined", "near miss declined",
+    "not covered declined", "right among given", "AUROC", "cov@80", "cov@90", "AURC",
+)  # fmt: skip
+
+
+def _trust_row(folder: Path, s: dict[str, Any]) -> list[str]:
+    kinds, sel = s["kinds"], s["selective_mix"]
+
+    def declined(kind: str) -> str:
+        return _fmt(kinds[kind]["declined"]) if kind in kinds else "–"
+
+    return [
+        f"[{folder.name}]({folder.name}/summary.json)",
+        _fmt(kinds.get("answerable", {}).get("f1"), pct=False),
+        declined("answerable"),
+        declined("unanswerable"),
+        declined("near_miss"),
+        declined("not_covered"),
+        _fmt(s.get("given_precision_mix")),
+        f"{sel['auroc']:.3f}" if sel.get("auroc") is not None else "–",
+        _fmt(sel.get("coverage_at_80")),
+        _fmt(sel.get("coverage_at_90")),
+        f"{sel['aurc']:.3f}" if sel.get("aurc") is not None else "–",
+    ]
+
+
 def write_results_table(results_dir: str | Path = "eval/results") -> Path:
     """(Re)write ``results_dir/README.md``: one row per ``*/summary.json`` found under ``results_dir``."""
     root = Path(results_dir)
     root.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows, trust_rows = [], []
     for path in sorted(root.glob("*/summary.json")):
         try:
-            rows.append(_row(path.parent, json.loads(path.read_text(encoding="utf-8"))))
-        except (OSError, ValueError) as exc:
+            summary = json.loads(path.read_text(encoding="utf-8"))
+            if "kinds" in summary:  # a trust benchmark (rag trust), tabled on its own
+                trust_rows.append(_trust_row(path.parent, summary))
+            else:
+                rows.append(_row(path.parent, summary))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
             rows.append([f"{path.parent.name}", f"unreadable summary: {exc}"] + ["–"] * (len(_COLUMNS) - 2))
     lines = [
         "# Evaluation results",
@@ -423,6 +454,21 @@ def write_results_table(results_dir: str | Path = "eval/results") -> Path:
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     if not rows:
         lines.append("| " + " | ".join(["(no runs yet)"] + [""] * (len(_COLUMNS) - 1)) + " |")
+    if trust_rows:
+        lines += [
+            "",
+            "## Trust benchmark (`rag trust`)",
+            "",
+            "Held-out SQuAD 2.0 *training* articles (never the validation ones), each scored by a calibration fitted",
+            "on the other held-out articles (cross-fit). Declined: share of each kind of question the service",
+            "declines at its threshold; the selective figures are on the mix of 2 answerable questions for 1",
+            "unanswerable (adversarial, near miss, not covered equally): AUROC of the top answer being right",
+            "against everything else, coverage at 80% / 90% of answers right, area under the risk-coverage curve.",
+            "",
+            "| " + " | ".join(_TRUST_COLUMNS) + " |",
+            "|" + "|".join("---" if i < 1 else "---:" for i in range(len(_TRUST_COLUMNS))) + "|",
+        ]
+        lines += ["| " + " | ".join(row) + " |" for row in trust_rows]
     path = root / README_NAME
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

@@ -260,6 +260,7 @@ def fit(
     calibrator.fitted_on = {
         "reader": pipeline.reader_kind,
         "read_k": pipeline.settings.read_k,
+        "reader_backend": reader_runtime(pipeline.reader),
         "squad_sha256": _sha(squad_path),
         "calibration_articles": held_out,
         "questions": counts,
@@ -275,6 +276,13 @@ def fit(
         calibrator.save(out)
     log(f"threshold {calibrator.threshold} ({THRESHOLD_RULE})")
     return calibrator, report
+
+
+def reader_runtime(reader) -> str | None:
+    """The runtime the reader ran on, as RAG_READER_BACKEND names it (None for the heuristic reader)."""
+    if not hasattr(reader, "backend"):
+        return None
+    return "onnx-int8" if getattr(reader, "int8", False) else reader.backend
 
 
 def fit_on(data: Sequence[QuestionRows]) -> Calibrator:

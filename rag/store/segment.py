@@ -40,6 +40,7 @@ from rag.store.files import (
     describe_files,
     doc_from_record,
     doc_record,
+    fsync_dir,
     fsync_tree,
     sha256,
     write_json,
@@ -278,6 +279,10 @@ class Segment:
         final = segments_dir / name
         shutil.rmtree(final, ignore_errors=True)
         os.rename(tmp, final)
+        # The rename is durable only once the directory holding it is: segments/ (and its parent, for a segments/
+        # made just now), before any commit names this segment (SQLite and Lucene sync the directory too).
+        fsync_dir(segments_dir)
+        fsync_dir(segments_dir.parent)
         self.name, self.home, self.digest = name, final.absolute(), sha256(final / SEGMENT_MANIFEST)
         return self.entry()
 

@@ -32,7 +32,6 @@ def metrics(request: Request) -> PlainTextResponse:
     gauges: dict[str, float] = {
         "rag_ready": float(bool(engine and engine.ready)),
         "rag_queue_waiting": float(request.app.state.gate.waiting),
-        "rag_requests_rejected_total": float(request.app.state.gate.rejected),
     }
     if engine is not None and engine.ready:
         snap = engine.snapshot
@@ -40,5 +39,6 @@ def metrics(request: Request) -> PlainTextResponse:
         gauges["rag_index_chunks"] = float(len(snap.chunks))
         gauges["rag_index_generation"] = float(snap.generation)
     return PlainTextResponse(
-        request.app.state.metrics.render(gauges), media_type="text/plain; version=0.0.4; charset=utf-8"
+        request.app.state.metrics.render(gauges, {"rag_requests_rejected": float(request.app.state.gate.rejected)}),
+        media_type="text/plain; version=0.0.4; charset=utf-8",
     )
