@@ -585,13 +585,19 @@ def optimize_index(
         started = time.perf_counter()
         while engine.merge_once(merge.plan_all):
             pass
+        left: list[str] = []
         if purge:
             with write_lock(settings.index_dir):
                 current = read_current(settings.index_dir)
                 if current is not None:
-                    collect_garbage(settings.index_dir, current, keep_previous=0, keep_seconds=0)
+                    left = collect_garbage(settings.index_dir, current, keep_previous=0, keep_seconds=0)
     except RagError as exc:
         raise _fail(exc) from None
+    if left:
+        err.print(f"[red]error:[/red] --purge could not remove {len(left)} path(s); deleted text may remain:")
+        for failure in left:
+            err.print(f"  {escape(failure)}")
+        raise typer.Exit(EXIT_PROBLEMS)
     snap = engine.snapshot
     console.print(
         f"index {settings.index_dir}: {before} segments -> {len(snap.segments)} ({len(snap.chunks)} chunks; "

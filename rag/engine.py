@@ -57,6 +57,7 @@ class Engine:
         self.load_error: str | None = None
         self._missing = False  # no index on disk yet: the first write creates one
         self._checked_at = time.monotonic()
+        self._current_problem: str | None = None  # the last unreadable CURRENT logged (each problem once)
         self._refreshing = threading.Lock()
         #: Merge segments in a background thread after writes (``False``: only when ``merge_once`` is called).
         self.background_merges = True
@@ -141,8 +142,16 @@ class Engine:
         self._checked_at = now
         try:
             latest = current_generation(self.index_dir)
-        except RagError:
-            return  # a garbled CURRENT: keep serving what is loaded (a writer will refuse it with the reason)
+        except RagError as exc:
+            # A garbled CURRENT: keep serving what is loaded (a writer will refuse it with the reason), and say so,
+            # once per distinct problem rather than every second.
+            if str(exc) != self._current_problem:
+                self._current_problem = str(exc)
+                log.warning(
+                    "the index's CURRENT cannot be read; still serving %s: %s", f"gen-{snap.generation:06d}", exc
+                )
+            return
+        self._current_problem = None
         if latest is None or latest == f"gen-{snap.generation:06d}":
             return
 

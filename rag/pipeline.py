@@ -429,7 +429,7 @@ def default_calibrator(reader_kind: str) -> Calibrator:
     else:
         weights[FEATURES.index("span_score")], bias = 8.0, -3.0
     plain = Logistic(mean=[0.0] * len(FEATURES), scale=[1.0] * len(FEATURES), weights=weights, bias=bias)
-    return Calibrator(ranker=plain, decider=plain, threshold=0.5)
+    return Calibrator(ranker=plain, threshold=0.5)
 
 
 def reader_weights_sha256(reader_kind: str, folder: Path) -> str | None:

@@ -313,8 +313,9 @@ class DocumentOut(DocumentSummary):
 
 
 class DocumentList(BaseModel):
-    count: int
-    documents: list[DocumentSummary]
+    count: int = Field(description="Documents matching (every page)")
+    documents: list[DocumentSummary] = Field(description="This page, in id order")
+    next_cursor: str | None = Field(None, description="Pass as cursor for the next page; null on the last page")
 
 
 class Skipped(BaseModel):

@@ -77,7 +77,7 @@ def test_calibrator_learns_and_saves(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2000, len(FEATURES)))
     y = (x[:, 1] + 0.3 * rng.normal(size=2000) > 0).astype(int)
-    cal = Calibrator.fit(x.tolist(), y.tolist(), [i // 4 for i in range(2000)])
+    cal = Calibrator.fit(x.tolist(), y.tolist())
     p = cal.probability(x.tolist())
     assert p[y == 1].mean() > 0.7 and p[y == 0].mean() < 0.3
     assert cal.rank(x.tolist())[y == 1].mean() > 0.8
@@ -85,13 +85,15 @@ def test_calibrator_learns_and_saves(tmp_path):
     cal.save(tmp_path / "c.json")
     again = Calibrator.load(tmp_path / "c.json", reader_sha256="abc")
     assert np.allclose(again.probability(x[:5].tolist()), p[:5])
+    # One model: the score shown is the probability the candidates are ordered by.
+    assert np.allclose(cal.rank(x.tolist()), p)
 
 
 def test_calibration_is_tied_to_the_reader_weights(tmp_path):
     from rag.errors import ModelError
 
     x = np.random.default_rng(1).normal(size=(40, len(FEATURES)))
-    cal = Calibrator.fit(x.tolist(), (x[:, 0] > 0).astype(int).tolist(), list(range(40)))
+    cal = Calibrator.fit(x.tolist(), (x[:, 0] > 0).astype(int).tolist())
     cal.reader_sha256 = "weights-a"
     cal.save(tmp_path / "c.json")
     with pytest.raises(ModelError, match="refit it with: rag fit-calibration"):

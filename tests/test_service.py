@@ -285,3 +285,23 @@ def test_a_write_without_the_key_is_refused_before_its_body_is_read(engine_facto
         asyncio.run(app(scope, receive, send))
         assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == status
     assert reads == 0  # refused on its headers alone
+
+
+def test_the_documents_list_comes_a_page_at_a_time(client):
+    auth = {"Authorization": f"Bearer {KEY}"}
+    new = [{"id": f"note-{i:02d}", "title": f"Note {i}", "text": f"Harbour note number {i}."} for i in range(12)]
+    assert client.post("/documents", json={"documents": new}, headers=auth).status_code == 200
+    seen, cursor, pages = [], None, 0
+    while True:
+        params = {"limit": 5} | ({"cursor": cursor} if cursor else {})
+        body = client.get("/documents", params=params).json()
+        assert body["count"] == 13 and len(body["documents"]) <= 5
+        seen += [d["id"] for d in body["documents"]]
+        pages += 1
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert pages == 3 and seen == sorted(seen) and len(set(seen)) == 13 and SEED_ID in seen
+    assert all(d["chunks"] >= 1 for d in client.get("/documents", params={"limit": 1000}).json()["documents"])
+    assert_error(client.get("/documents", params={"limit": 0}), 422, "limit")
+    assert_error(client.get("/documents", params={"limit": 1001}), 422, "limit")

@@ -257,3 +257,31 @@ def test_other_bm25_parameters_rebuild_the_lexical_index_without_reembedding(emb
     assert np.array_equal(loaded.vectors, index.vectors)
     rows, scores = loaded.lexical.search("topic 2", 2)
     assert loaded.chunks[int(rows[0])].doc_id == "d2" and scores[0] > 0
+
+
+def test_garbage_that_cannot_be_removed_is_reported_not_ignored(tmp_path, monkeypatch, caplog):
+    import json
+    import os
+
+    from rag.store.commit import collect_garbage
+
+    for gen in ("gen-000001", "gen-000002"):
+        (tmp_path / gen).mkdir()
+    (tmp_path / "gen-000001" / "manifest.json").write_text(json.dumps({"segments": [{"name": "seg-old"}]}))
+    (tmp_path / "gen-000002" / "manifest.json").write_text(json.dumps({"segments": [{"name": "seg-new"}]}))
+    for seg in ("seg-old", "seg-new"):
+        (tmp_path / "segments" / seg).mkdir(parents=True)
+        (tmp_path / "segments" / seg / "vectors.npy").write_bytes(b"deleted text")
+    real_unlink = os.unlink
+
+    def unlink(path, *args, **kwargs):
+        if str(path).endswith("vectors.npy"):
+            raise PermissionError("read-only file system")
+        return real_unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", unlink)
+    failures = collect_garbage(tmp_path, "gen-000002", keep_previous=0, keep_seconds=0)
+    assert any("read-only file system" in f for f in failures)
+    assert any("vectors.npy" in f for f in failures)
+    assert "index garbage not removed" in caplog.text
+    assert (tmp_path / "segments" / "seg-new" / "vectors.npy").exists()  # the live commit's segment is kept

@@ -128,7 +128,9 @@ def test_the_operating_rule_is_the_lowest_threshold_with_80_percent_right_on_the
 
 
 def test_near_miss_training_groups_lose_the_answer_sentence_and_its_label() -> None:
-    passage = "The club was founded in 1901 by Alpha, a teacher from Lyon. It moved to Paris in 1920. It has 300 members."
+    passage = (
+        "The club was founded in 1901 by Alpha, a teacher from Lyon. It moved to Paris in 1920. It has 300 members."
+    )
     start = passage.index("Paris")
     group = GroupExample("q1", "Where did it move?", "Club", (passage, "Other text."), ((start, start + 5),), "x")
     miss = near_miss(group, min_chars=20)

@@ -155,3 +155,17 @@ def test_a_rebuild_builds_beside_the_live_index_and_a_failed_one_leaves_it_live(
     assert sorted(CorpusIndex.load(folder).documents) == ["new"]
     assert len(list(folder.glob("gen-*"))) == 2  # the old generation is kept beside the new one
     assert not list(folder.glob(".tmp-*"))  # the failed rebuild's leftovers were cleaned up
+
+
+def test_a_garbled_current_seen_by_the_watcher_is_logged_once_and_serving_goes_on(tmp_path, embedder, caplog):
+    folder = tmp_path / "index"
+    engine = Engine(make_settings(folder), embedder)
+    engine.reload(create=True)
+    engine.upsert([_doc("first")])
+    (folder / CURRENT).write_text("not a generation\n")
+    for _ in range(3):
+        engine._checked_at = 0.0  # as if a second had passed
+        engine._notice_commits(engine._snapshot)
+    warnings = [r for r in caplog.records if "CURRENT cannot be read" in r.getMessage()]
+    assert len(warnings) == 1 and "gen-" in warnings[0].getMessage()
+    assert sorted(engine._snapshot.documents) == ["first"]

@@ -35,7 +35,7 @@ from rag.types import Document
 KINDS = ("answerable", "unanswerable", "near_miss", "not_covered")
 #: The mix the operating rule and the overall figures are stated on: 2 answerable for 1 unanswerable of any kind.
 MIX = {"answerable": 2 / 3, "unanswerable": 1 / 9, "near_miss": 1 / 9, "not_covered": 1 / 9}
-NEAR_MISS_ROUNDS = 2
+NEAR_MISS_ROUNDS = 4
 
 
 @dataclass(frozen=True, slots=True)

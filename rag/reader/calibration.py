@@ -10,11 +10,12 @@ not say, "Who is Japan's defence minister?" against "Prime Minister Shigeru Ishi
 evidence for "does the corpus cover this at all" (dense similarity of its passage and of the best passage,
 question-word coverage, rank).
 
-Two logistic regressions over the same features, fitted on held-out *training* articles only
-(``rag/reader/fit_calibration.py``): ``ranker`` (every candidate: is this span right?) orders a question's
-candidates; ``decider`` (one row per question, its best-ranked candidate: is the answer we would give right?)
-gives the answer's score, and the question is answered when that score reaches ``threshold`` (its rule is in
-``fitted_on["threshold_rule"]``). ``reader_sha256`` ties a calibration to the reader weights it was fitted on.
+A logistic regression over these features, fitted on held-out *training* articles only
+(``rag/reader/fit_calibration.py``, the trust benchmark's questions): ``ranker`` (every candidate: is this span
+right?) orders a question's candidates and gives each its score; the best one is the answer when its score
+reaches ``threshold`` (its rule is in ``fitted_on["threshold_rule"]``). A second model on two of the features,
+``coverage``, says whether the passages read are about the question at all (``no_answer_reason``).
+``reader_sha256`` ties a calibration to the reader weights it was fitted on.
 """
 
 from __future__ import annotations
@@ -256,10 +257,16 @@ class Logistic:
 
 @dataclass
 class Calibrator:
-    """``ranker`` orders a question's candidates; ``decider`` scores the answer given; ``threshold`` decides."""
+    """``ranker`` gives every candidate its probability of being right: candidates are ordered by it, it is the
+    score an answer shows, and the best candidate is the answer when that score reaches ``threshold``.
+
+    ``decider`` (calibrations fitted before 2026-12) was a second model fitted on each question's best-ranked
+    candidate only, whose probability was shown instead; on the trust benchmark the ranker's own probability
+    separated right answers from the rest as well or better (cross-fitted AUROC on the mix 0.819 against 0.810,
+    the same reader outputs), and one model lists answers by the score they show. Such files still load."""
 
     ranker: Logistic
-    decider: Logistic
+    decider: Logistic | None = None
     threshold: float = 0.5
     features: tuple[str, ...] = FEATURES
     reader_sha256: str | None = None  # the reader weights this was fitted on (None: the heuristic reader)
@@ -276,31 +283,25 @@ class Calibrator:
         return self.ranker.probability(rows)
 
     def probability(self, rows: Sequence[Sequence[float]]) -> npt.NDArray[np.float64]:
-        """P(right) of each row taken as the answer given (the decider's score)."""
-        return self.decider.probability(rows)
+        """P(right) of each row taken as the answer given (the score it shows)."""
+        return (self.decider or self.ranker).probability(rows)
 
     @classmethod
     def fit(
         cls,
         rows: Sequence[Sequence[float]],
         labels: Sequence[int],
-        questions: Sequence[int],
         l2: float = 1.0,
     ) -> Calibrator:
-        """Fit the ranker on every row, then the decider on each question's best-ranked row.
-
-        ``questions[i]`` says which question row ``i`` belongs to."""
-        ranker = Logistic.fit(rows, labels, l2)
-        best = best_rows(ranker.probability(rows).tolist(), questions)
-        decider = Logistic.fit([rows[i] for i in best], [labels[i] for i in best], l2)
-        return cls(ranker=ranker, decider=decider)
+        """Fit the ranker on every candidate row (label: the span is right)."""
+        return cls(ranker=Logistic.fit(rows, labels, l2))
 
     def save(self, path: Path) -> None:
         payload = {
             "features": list(self.features),
             "reader_sha256": self.reader_sha256,
             "ranker": self.ranker.as_dict(),
-            "decider": self.decider.as_dict(),
+            "decider": self.decider.as_dict() if self.decider else None,
             "threshold": self.threshold,
             "coverage": self.coverage.as_dict() if self.coverage else None,
             "fitted_on": self.fitted_on,
@@ -317,7 +318,7 @@ class Calibrator:
             data = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise ModelError(f"cannot read the calibration {path} ({exc}); {refit}") from exc
-        if tuple(data.get("features", ())) != FEATURES or "decider" not in data:
+        if tuple(data.get("features", ())) != FEATURES or "ranker" not in data:
             raise ModelError(
                 f"calibration {path} was fitted on features {data.get('features')}, this program computes "
                 f"{list(FEATURES)}; {refit}"
@@ -329,7 +330,7 @@ class Calibrator:
             )
         return cls(
             ranker=Logistic(**data["ranker"]),
-            decider=Logistic(**data["decider"]),
+            decider=Logistic(**data["decider"]) if data.get("decider") else None,
             threshold=data["threshold"],
             features=tuple(data["features"]),
             reader_sha256=data.get("reader_sha256"),
@@ -341,12 +342,3 @@ class Calibrator:
 def coverage_row(row: Sequence[float]) -> tuple[float, ...]:
     """The COVERAGE_FEATURES of a candidate's feature row (the same for every candidate of a question)."""
     return tuple(row[FEATURES.index(name)] for name in COVERAGE_FEATURES)
-
-
-def best_rows(scores: Sequence[float], questions: Sequence[int]) -> list[int]:
-    """For each question, the index of its highest-scoring row."""
-    best: dict[int, int] = {}
-    for i, (score, q) in enumerate(zip(scores, questions, strict=True)):
-        if q not in best or score > scores[best[q]]:
-            best[q] = i
-    return list(best.values())

@@ -20,7 +20,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,7 @@ from rag.loaders import load_paths
 from rag.pipeline import QAPipeline
 from rag.reader.calibration import Calibrator, Logistic, candidate_features, coverage_row
 from rag.reader.train import calibration_titles
+from rag.sentences import sentence_around
 from rag.squad import SquadQuestion, iter_questions, load_squad, select_articles
 from rag.store import CorpusIndex, IndexSettings
 
@@ -60,6 +61,9 @@ class QuestionRows:
     golds: tuple[str, ...]  # empty: the right response is no answer
     kind: str = "answerable"  # rag.evaluation.trust.KINDS
     article: str = ""  # the held-out article the question comes from (the folds of the cross-fit)
+    question: str = ""
+    # Each candidate's sentence and the span's place in it (for experiments with a sentence-level verifier).
+    sentences: list[tuple[str, int, int]] = field(default_factory=list)
 
 
 def build_index(docs, pipeline: QAPipeline, settings: IndexSettings, folder: Path | None) -> CorpusIndex:
@@ -94,14 +98,18 @@ def collect(
         texts = [passages[c.hit_index][c.start : c.end] for c in candidates]
         golds = tuple(a.text for a in q.answers) if kinds[i] == "answerable" else ()
         labels = [int(bool(golds) and f1_score(t, golds) >= RIGHT_F1) for t in texts]
-        out.append(QuestionRows(rows, texts, labels, golds, kinds[i], q.title))
+        sentences = []
+        for c in candidates:
+            passage = passages[c.hit_index]
+            s_start, s_end = sentence_around(passage, c.start, c.end)
+            sentences.append((passage[s_start:s_end], c.start - s_start, c.end - s_start))
+        out.append(QuestionRows(rows, texts, labels, golds, kinds[i], q.title, q.question, sentences))
         if (i + 1) % 200 == 0:
             log(f"  {i + 1}/{len(questions)} questions, {(time.perf_counter() - started) / (i + 1) * 1000:.0f} ms each")
     return out
 
 
 _DECIDED: dict[tuple[int, int], tuple[int, float]] = {}
-DECIDE_BY = "score"  # "ranker": the best-ranked candidate decides (the service before answers were listed by score)
 
 
 def decision(calibrator: Calibrator, q: QuestionRows) -> tuple[int, float]:
@@ -111,13 +119,9 @@ def decision(calibrator: Calibrator, q: QuestionRows) -> tuple[int, float]:
     if key not in _DECIDED:
         if not q.rows:
             _DECIDED[key] = (-1, 0.0)
-        elif DECIDE_BY == "ranker":
+        else:
             best = int(np.argmax(calibrator.rank(q.rows)))
             _DECIDED[key] = (best, float(calibrator.probability([q.rows[best]])[0]))
-        else:  # as the service lists answers: by the score they show
-            probs = calibrator.probability(q.rows)
-            best = int(np.argmax(probs))
-            _DECIDED[key] = (best, float(probs[best]))
     return _DECIDED[key]
 
 
@@ -286,12 +290,11 @@ def reader_runtime(reader) -> str | None:
 
 
 def fit_on(data: Sequence[QuestionRows]) -> Calibrator:
-    """The ranker on every candidate row, the decider on each question's best-ranked one, and the coverage
-    model (are the passages about the question?) on one row per question: not covered against the rest."""
+    """The ranker on every candidate row, and the coverage model (are the passages about the question?) on one
+    row per question: not covered against the rest."""
     rows = [r for q in data for r in q.rows]
     labels = [y for q in data for y in q.labels]
-    owners = [i for i, q in enumerate(data) for _ in q.rows]
-    calibrator = Calibrator.fit(rows, labels, owners)
+    calibrator = Calibrator.fit(rows, labels)
     asked = [q for q in data if q.rows]
     calibrator.coverage = Logistic.fit(
         [coverage_row(q.rows[0]) for q in asked], [int(q.kind != "not_covered") for q in asked]
@@ -349,7 +352,14 @@ def _cached(
         log(f"  reader outputs read back from {path}")
         return [
             QuestionRows(
-                [tuple(r) for r in q["rows"]], q["texts"], q["labels"], tuple(q["golds"]), q["kind"], q["article"]
+                [tuple(r) for r in q["rows"]],
+                q["texts"],
+                q["labels"],
+                tuple(q["golds"]),
+                q["kind"],
+                q["article"],
+                q.get("question", ""),
+                [tuple(x) for x in q.get("sentences", [])],  # type: ignore[misc]
             )
             for q in json.loads(path.read_text())
         ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import time
@@ -20,6 +21,8 @@ from typing import Any
 
 from rag.errors import IndexBusy, IndexCorrupt
 from rag.store.files import fsync_dir, fsync_tree, write_json
+
+log = logging.getLogger(__name__)
 
 CURRENT = "CURRENT"
 SEGMENTS = "segments"
@@ -101,12 +104,14 @@ def write_commit(folder: Path, number: int, manifest: dict[str, Any]) -> Path:
 
 def collect_garbage(
     folder: Path, live: str, *, keep_previous: int | None = None, keep_seconds: float | None = None
-) -> None:
+) -> list[str]:
     """Remove commits older than the ``keep_previous`` before ``live`` (but none younger than ``keep_seconds``)
     and every segment that none of the kept commits lists. Caller holds the write lock (so a ``.tmp-*`` here is
     a crashed writer's); by default ``KEEP_GENERATIONS`` and ``KEEP_SECONDS``. ``keep_previous=0, keep_seconds=0``
     keeps the live commit alone (``rag optimize --purge``: a process loading an older commit then starts again
-    from the live one)."""
+    from the live one). Returns what could not be removed (path and reason), each also logged: nothing fails
+    silently, and ``--purge`` reports it."""
+    failures: list[str] = []
     keep_previous = KEEP_GENERATIONS if keep_previous is None else keep_previous  # (read at call time)
     keep_seconds = KEEP_SECONDS if keep_seconds is None else keep_seconds
     older = sorted((g for g in folder.glob("gen-*") if g.name != live), key=lambda g: generation_number(g.name))
@@ -117,7 +122,7 @@ def collect_garbage(
                 continue  # young: a process may have begun reading it a moment ago (many commits a second)
         except OSError:
             pass
-        shutil.rmtree(old, ignore_errors=True)
+        _remove(old, failures)
     referenced: set[str] = set()
     for gen in folder.glob("gen-*"):
         try:
@@ -128,7 +133,19 @@ def collect_garbage(
     segments = folder / SEGMENTS
     for seg in segments.glob("*") if segments.is_dir() else ():
         if seg.name not in referenced:
-            shutil.rmtree(seg, ignore_errors=True)
+            _remove(seg, failures)
+    for failure in failures:
+        log.warning("index garbage not removed: %s", failure)
+    return failures
+
+
+def _remove(path: Path, failures: list[str]) -> None:
+    """Remove a folder, adding each path that could not be removed (and why) to ``failures``."""
+
+    def failed(function, name, exc_info) -> None:
+        failures.append(f"{name}: {exc_info[1]}")
+
+    shutil.rmtree(path, onerror=failed)
 
 
 def remove_strays(folder: Path) -> None:

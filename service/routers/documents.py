@@ -6,11 +6,12 @@ two routes on one path, told apart by the request's content type, documented as 
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from pathlib import PurePath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Path, UploadFile
+from fastapi import APIRouter, File, Path, Query, UploadFile
 from fastapi.routing import APIRoute
 from starlette.routing import Match
 from starlette.types import Scope
@@ -43,6 +44,7 @@ from service.schemas import (
 )
 
 router = APIRouter(prefix="/documents", tags=["documents"])
+MAX_PAGE = 1000  # documents a page of GET /documents holds at most
 
 DocId = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, description="Document id")]
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -71,15 +73,24 @@ def _valid_id(doc_id: str) -> str:
     "",
     response_model=DocumentList,
     responses={**_ERRORS, 400: UNPARSEABLE_REQUEST},
-    summary="List the indexed documents (filtered as /search is)",
+    summary="List the indexed documents (filtered as /search is), a page at a time",
 )
-def list_documents(engine: EngineDep, filters: QueryFiltersDep = None) -> DocumentList:
+def list_documents(
+    engine: EngineDep,
+    filters: QueryFiltersDep = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Documents per page")] = 100,
+    cursor: Annotated[
+        str | None,
+        Query(max_length=MAX_ID_LENGTH, description="next_cursor of the previous page (documents are in id order)"),
+    ] = None,
+) -> DocumentList:
     snap = engine.snapshot
-    counts: dict[str, int] = {}
-    for chunk in snap.chunks:
-        counts[chunk.doc_id] = counts.get(chunk.doc_id, 0) + 1
-    docs = [DocumentSummary.of(d, counts.get(d.id, 0)) for d in select_documents(snap, filters)]
-    return DocumentList(count=len(docs), documents=docs)
+    ids = sorted(d.id for d in select_documents(snap, filters))  # the documents, never a walk over every chunk
+    start = bisect.bisect_right(ids, cursor) if cursor else 0
+    page = ids[start : start + limit]
+    docs = [DocumentSummary.of(snap.documents[i], len(snap.chunks_of(i))) for i in page]
+    more = start + limit < len(ids)
+    return DocumentList(count=len(ids), documents=docs, next_cursor=page[-1] if more and page else None)
 
 
 @router.get("/{doc_id:path}", response_model=DocumentOut, responses=_ERRORS, summary="One document with its text")

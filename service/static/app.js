@@ -12,6 +12,7 @@
   const REQUEST_TIMEOUT_MS = 120000;
   const PASSAGE_CLAMP_CHARS = 320; // longer passages start collapsed, with a button to show all
   const DOC_LIST_LIMIT = 500; // documents drawn at once; the filter narrows the rest
+  const DOC_PAGES = 20; // pages of 1,000 documents the page fetches at most
 
   const $ = (id) => document.getElementById(id);
   const numberFormat = new Intl.NumberFormat();
@@ -537,15 +538,27 @@
     $("filters-count").textContent = n ? "(" + plural(n, "filter", "filters") + " on)" : "";
   }
 
+  /** Every indexed document, page by page (GET /documents is paginated), up to DOC_PAGES pages of 1,000. */
+  async function allDocuments() {
+    const docs = [];
+    let cursor = null;
+    for (let page = 0; page < DOC_PAGES; page++) {
+      const body = await api("/documents?limit=1000" + (cursor ? "&cursor=" + encodeURIComponent(cursor) : ""));
+      if (Array.isArray(body.documents)) docs.push(...body.documents);
+      cursor = body.next_cursor;
+      if (!cursor) break;
+    }
+    return docs;
+  }
+
   /** The document picker, filled from GET /documents the first time the filters are opened. */
   async function loadFilterDocuments() {
     if (filterDocumentsLoaded) return;
     filterDocumentsLoaded = true;
     const picker = $("filter-docs");
     try {
-      const body = await api("/documents");
       const name = (d) => String(d.title || d.id);
-      const docs = (Array.isArray(body.documents) ? body.documents : []).slice().sort((a, b) => name(a).localeCompare(name(b)));
+      const docs = (await allDocuments()).slice().sort((a, b) => name(a).localeCompare(name(b)));
       clear(picker);
       for (const d of docs.slice(0, DOC_LIST_LIMIT)) picker.append(el("option", { value: d.id, title: d.id }, name(d)));
       if (docs.length > DOC_LIST_LIMIT) {
@@ -582,8 +595,7 @@
     show(errorBox, false);
     if (!documentsLoaded) summaryLine.textContent = "Loading…";
     try {
-      const body = await api("/documents");
-      documentsLoaded = Array.isArray(body.documents) ? body.documents : [];
+      documentsLoaded = await allDocuments();
       const chunks = documentsLoaded.reduce((sum, d) => sum + (Number(d.chunks) || 0), 0);
       summaryLine.textContent = documentsLoaded.length
         ? plural(documentsLoaded.length, "document", "documents") + " · " + plural(chunks, "passage", "passages") + " indexed."
