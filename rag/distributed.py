@@ -43,6 +43,7 @@ from rag.shards import (
     write_manifest,
 )
 from rag.store import EMBED_BATCH, CorpusIndex, IndexSettings, Prepared, indexed_text, read_current, stored_checksums
+from rag.store.files import fsync_dir
 from rag.types import Document, IngestReport
 
 log = logging.getLogger("rag.distributed")
@@ -224,7 +225,10 @@ class Staging:
             spans=np.concatenate(span_arrays) if span_arrays else np.zeros((0, 2), dtype=np.int64),
             vectors=np.frombuffer(b"".join(vectors), dtype=np.float32).reshape(-1, dim),
         )
+        with open(tmp, "rb") as fh:  # staged work survives a power loss, not only a crash
+            os.fsync(fh.fileno())
         os.replace(tmp, self.folder / f"part-{name[:24]}.npz")
+        fsync_dir(self.folder)
 
     def prepared(self) -> dict[str, tuple[str, Prepared]]:
         """doc id -> (checksum, (spans, vectors)) of everything staged."""
@@ -393,12 +397,23 @@ def ingest(
 
 
 def _swap_in(built: Path, live: Path) -> None:
-    """Put the index built in ``built`` where ``live`` is: two renames; the old index is removed after."""
+    """Put the index built in ``built`` where ``live`` is.
+
+    An unsharded index takes it as an ordinary commit: its segments are written into ``live`` and ``CURRENT``
+    switches to a commit that lists only them, under ``live``'s write lock, so a concurrent ``rag ingest`` waits
+    for it (and then starts from it) and a process loading meanwhile sees the old commit or the new one, never
+    no index. A sharded index (or one replacing a sharded one) is two renames, each made durable (the folder's
+    parent synced) before the old one is removed."""
+    if not is_sharded(built) and not is_sharded(live) and (built / "CURRENT").exists():
+        CorpusIndex.load(built).save(live)  # takes the write lock; the old segments go with the old commits
+        shutil.rmtree(built)
+        return
     old = live.parent / f".{live.name}.old"
     shutil.rmtree(old, ignore_errors=True)
     if live.exists():
         os.rename(live, old)
     os.rename(built, live)
+    fsync_dir(live.parent)
     shutil.rmtree(old, ignore_errors=True)
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from rag.engine import Engine
 from rag.errors import IndexBusy, IndexCorrupt
-from rag.store import CURRENT, KEEP_GENERATIONS, CorpusIndex, write_lock
+from rag.store import CURRENT, KEEP_GENERATIONS, CorpusIndex, IndexSettings, write_lock
 from rag.types import Document
 from tests.conftest import make_settings
 
@@ -169,3 +169,36 @@ def test_a_garbled_current_seen_by_the_watcher_is_logged_once_and_serving_goes_o
     warnings = [r for r in caplog.records if "CURRENT cannot be read" in r.getMessage()]
     assert len(warnings) == 1 and "gen-" in warnings[0].getMessage()
     assert sorted(engine._snapshot.documents) == ["first"]
+
+
+def test_a_ray_rebuild_lands_as_an_ordinary_commit_under_the_write_lock(tmp_path, embedder):
+    from rag.distributed import _swap_in
+    from rag.engine import model_record
+
+    live, built = tmp_path / "index", tmp_path / ".index.rebuild"
+    model = model_record(embedder)
+    old, _ = CorpusIndex.empty(IndexSettings(), model).apply([_doc("old")], embedder=embedder)
+    old.save(live)
+    new, _ = CorpusIndex.empty(IndexSettings(), model).apply([_doc("new-a"), _doc("new-b")], embedder=embedder)
+    new.save(built)
+    held, release, done = threading.Event(), threading.Event(), threading.Event()
+
+    def hold() -> None:  # a concurrent writer (rag ingest) holding the live index's lock
+        with write_lock(live):
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(30)
+    swapper = threading.Thread(target=lambda: (_swap_in(built, live), done.set()))
+    swapper.start()
+    time.sleep(0.5)
+    assert not done.is_set()  # it waits for the lock: no half-swapped folder meanwhile
+    assert sorted(CorpusIndex.load(live).documents) == ["old"]
+    release.set()
+    holder.join()
+    swapper.join(60)
+    assert done.is_set() and not built.exists()
+    after = CorpusIndex.load(live)
+    assert sorted(after.documents) == ["new-a", "new-b"] and after.generation > old.generation
