@@ -41,13 +41,15 @@ $(INDEX)/CURRENT: | $(STAMP)
 index: $(INDEX)/CURRENT
 
 # The ONNX files are made once per machine (`rag export`), so the serving process never imports torch.
+# `make serve PORT=8765` (or HOST=0.0.0.0) overrides RAG_PORT / RAG_HOST.
 serve: install index
 	$(BIN)/rag export
-	$(BIN)/rag serve --index $(INDEX)
+	$(BIN)/rag serve --index $(INDEX) $(if $(PORT),--port $(PORT)) $(if $(HOST),--host $(HOST))
 
-# deptry first: an import that pyproject.toml does not declare fails here, not on a fresh machine.
+# deptry first: an import that pyproject.toml does not declare fails here, not on a fresh machine; mypy: the types.
 test: install
 	$(BIN)/deptry .
+	$(BIN)/mypy rag service
 	$(BIN)/python -m pytest
 
 # Seed gold set, SQuAD 2.0 validation (35 articles + seed) and SciFact test, for both readers.

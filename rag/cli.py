@@ -10,6 +10,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -73,7 +74,10 @@ def progress_bar() -> Progress:
 
 @app.command()
 def ingest(
-    paths: Annotated[list[Path], typer.Argument(help="Files or folders: .txt .md .html .json .jsonl, SQuAD JSON")],
+    paths: Annotated[
+        list[Path],
+        typer.Argument(help="Files or folders: .txt .md .html .pdf .docx .json .jsonl (records or SQuAD JSON)"),
+    ],
     index: IndexOpt = None,
     rebuild: Annotated[
         bool,
@@ -91,8 +95,12 @@ def ingest(
     ] = None,
     workers: Annotated[int, typer.Option(help="Embedding actors (ray engine), each loads the model once")] = 2,
     shards: Annotated[int | None, typer.Option(help="Write a sharded index with this many shards (ray engine)")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", help="List every skipped file with its reason")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when any file was skipped")] = False,
 ) -> None:
-    """Add or update documents in an index (incremental: unchanged documents are not embedded again)."""
+    """Add or update documents in an index (incremental: unchanged documents are not embedded again). Files that
+    cannot be read are skipped with a one-line summary (--verbose lists them); the exit code is 0 when the
+    readable ones were ingested (1 with --strict if anything was skipped)."""
     if engine_name not in ("local", "ray"):
         err.print(f"[red]error:[/red] --engine must be local or ray, got {escape(engine_name)!r}")
         raise typer.Exit(EXIT_USAGE)
@@ -108,8 +116,7 @@ def ingest(
 
     settings = _settings(index)
     loaded = load_paths(paths)
-    for item, reason in loaded.skipped:
-        err.print(f"[yellow]skipped[/yellow] {escape(item)}: {escape(reason)}")
+    report_skipped(loaded.skipped, verbose or not loaded.documents)
     if not loaded.documents and (sync or not delete):
         # Nothing to write (and --sync would empty the index): stop before --rebuild removes anything.
         err.print(
@@ -148,8 +155,25 @@ def ingest(
         f"deleted {len(report.deleted)}, skipped {len(report.skipped)}; "
         f"{report.chunks_embedded} chunks embedded in {report.seconds:.1f} s)"
     )
-    if report.skipped:
+    if report.skipped and strict:
         raise typer.Exit(EXIT_PROBLEMS)
+
+
+def report_skipped(skipped: Sequence[tuple[str, str]], verbose: bool) -> None:
+    """Every skipped file with its reason (``verbose``), or one line counting them by reason."""
+    if verbose:
+        for item, reason in skipped:
+            err.print(f"[yellow]skipped[/yellow] {escape(item)}: {escape(reason)}")
+        return
+    if not skipped:
+        return
+    reasons: dict[str, int] = {}
+    for _, reason in skipped:
+        key = reason.split(";")[0]
+        reasons[key] = reasons.get(key, 0) + 1
+    summary = ", ".join(f"{n} {escape(key)}" for key, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:4])
+    files = f"{len(skipped)} file{'s' if len(skipped) != 1 else ''}"
+    err.print(f"[yellow]skipped {files}[/yellow] ({summary}); --verbose lists them")
 
 
 def _ingest_ray(

@@ -44,12 +44,20 @@ class BodyTooLarge(Exception):
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+        details: list | None = None,
+    ):
         super().__init__(message)
         self.status = status
         self.message = message
         self.code = code or _STATUS_CODES.get(status, "error")
         self.headers = headers
+        self.details = details
 
 
 def error_response(status: int, message: str, code: str | None = None, details=None, headers=None) -> JSONResponse:
@@ -96,7 +104,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def _api(request: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.message, exc.code, headers=exc.headers)
+        return error_response(exc.status, exc.message, exc.code, exc.details, headers=exc.headers)
 
     @app.exception_handler(RagError)
     async def _rag(request: Request, exc: RagError) -> JSONResponse:

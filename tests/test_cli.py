@@ -157,3 +157,18 @@ def test_serve_refuses_open_writes_on_a_network_address_unless_asked_twice(tmp_p
     assert make_settings(tmp_path, allow_open_writes=True, host="0.0.0.0", api_key="k").open_writes_refusal() is None
     twice = make_settings(tmp_path, allow_open_writes=True, allow_open_writes_on_network=True, host="0.0.0.0")
     assert twice.open_writes_refusal() is None
+
+
+def test_skipped_files_are_one_summary_line_and_exit_0_unless_strict(tmp_path):
+    docs, index = tmp_path / "docs", tmp_path / "index"
+    docs.mkdir()
+    (docs / "guide.md").write_text("# Guide\n\nThe harbour opens at six.")
+    for i in range(5):
+        (docs / f"figure-{i}.png").write_bytes(b"\x89PNG\r\n")
+    r = runner.invoke(app, ["ingest", str(docs), "--index", str(index)])
+    assert r.exit_code == 0, r.output
+    assert r.stderr.count("skipped ") == 1  # one line, not one per file
+    assert "skipped 5 files (5 unsupported file type .png)" in said(r.stderr)
+    r = runner.invoke(app, ["ingest", str(docs), "--index", str(index), "--verbose", "--strict"])
+    assert r.exit_code == EXIT_PROBLEMS
+    assert said(r.stderr).count("skipped") >= 5 and "figure-3.png" in said(r.stderr)

@@ -97,6 +97,10 @@ def test_several_files_in_one_upload_with_their_ids_and_reasons(client):
     assert r.json()["skipped"] == [{"item": "scan.pdf", "reason": "no text layer (scanned PDF?)"}]
     notes = client.get("/documents/notes").json()
     assert notes["title"] == "Ferry notes" and notes["text"] == "Ferry notes\n\nThe ferry carries 320 passengers."
+    # An upload of which nothing could be ingested is a 422 with the reasons, not a 200 that added nothing.
+    r = client.post("/documents", files=[("files", ("scan.pdf", pdf_bytes([[]]), PDF))], headers=AUTH)
+    assert_error(r, 422, "no file could be ingested", "scan.pdf", "no text layer")
+    assert r.json()["error"]["details"] == [{"item": "scan.pdf", "reason": "no text layer (scanned PDF?)"}]
     assert client.get("/documents/r1").json()["meta"] == {"source": "Reuters"}
 
 

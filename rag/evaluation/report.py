@@ -170,7 +170,7 @@ def selective_summary(results: Sequence[QuestionResult]) -> dict[str, Any]:
     counts as scored 0 and not right. ``answered_below_*``: how the service's own threshold compares."""
     scores = [r.candidate_score if r.candidate_score is not None else 0.0 for r in results]
     right = [bool(r.candidate_right) for r in results]
-    figures = selective_figures(scores, right)
+    figures: dict[str, Any] = dict(selective_figures(scores, right))
     answered = [r for r in results if not r.no_answer]
     figures["coverage"] = len(answered) / len(results) if results else math.nan
     figures["precision"] = _mean(float(bool(r.correct)) for r in answered)

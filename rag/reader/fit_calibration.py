@@ -197,7 +197,7 @@ def collect_benchmark(
 ) -> tuple[list[QuestionRows], list[str]]:
     """The reader's rows on every question of the trust benchmark (rag/evaluation/trust.py), read open over
     each kind's corpus as the service reads; and the held-out article titles. Cached per reader and settings."""
-    from rag.evaluation.trust import build_corpora
+    from rag.evaluation.trust import TrustCorpus, build_corpora
 
     payload = load_squad(squad_path)
     train = select_articles(payload, "train")
@@ -218,12 +218,11 @@ def collect_benchmark(
         else:  # the covered corpus with a few articles changed: only those are embedded again
             assert covered_index is not None
             index, _ = covered_index.apply(list(corpus.documents), embedder=pipeline.embedder)
-        data += _cached(
-            cache,
-            f"rows-{corpus.name}-{key}.json",
-            lambda index=index, corpus=corpus: collect(pipeline, index, corpus.questions, corpus.kinds, log),
-            log,
-        )
+
+        def compute(index: CorpusIndex = index, corpus: TrustCorpus = corpus) -> list[QuestionRows]:
+            return collect(pipeline, index, corpus.questions, corpus.kinds, log)
+
+        data += _cached(cache, f"rows-{corpus.name}-{key}.json", compute, log)
     return data, sorted(held_out)
 
 

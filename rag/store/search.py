@@ -101,8 +101,15 @@ class MultiDense(DenseIndex):
         return sum(p.size for p in self.parts)
 
     def search(
-        self, query: Embeddings, k: int, keys: KeySet | npt.NDArray[np.int64] | None = None
+        self,
+        query: Embeddings,
+        k: int,
+        keys: KeySet | npt.NDArray[np.int64] | None = None,
+        *,
+        excluded: KeySet | None = None,
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        if excluded is not None:  # (the parts are live views: they leave out their deleted chunks themselves)
+            raise NotImplementedError("MultiDense.search takes no excluded keys: its parts exclude their own")
         if keys is None:
             found = [p.search(query, k) for p in self.parts if p.size]
         else:

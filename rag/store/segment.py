@@ -256,7 +256,7 @@ class Segment:
         np.savez(
             tmp / "chunks.npz",
             key=self.keys,
-            doc=self.doc_rows,
+            doc=self.doc_rows,  # type: ignore[arg-type]  # (set in __post_init__ for a written segment)
             ordinal=np.array([c.ordinal for c in self.chunks], dtype=np.int64),
             start=np.array([c.start for c in self.chunks], dtype=np.int64),
             end=np.array([c.end for c in self.chunks], dtype=np.int64),

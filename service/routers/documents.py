@@ -188,6 +188,12 @@ def _ingest_uploads(engine: Engine, files: Sequence[tuple[str, bytes]], max_byte
         else:
             seen.add(doc.id)
             documents.append(doc)
+    if not documents:  # every file skipped: a request that changed nothing is not a 200
+        raise ApiError(
+            422,
+            "no file could be ingested: " + "; ".join(f"{item}: {reason}" for item, reason in skipped[:10]),
+            details=[{"item": item, "reason": reason} for item, reason in skipped],
+        )
     return engine.upsert(documents, skipped=skipped)
 
 
