@@ -25,7 +25,7 @@ from rag.retrieval import RetrievalSettings, retrieve
 from rag.sentences import sentence_around
 from rag.store import CorpusIndex
 from rag.text import normalize_answer
-from rag.types import Answer, AskResult, Embeddings, Hit
+from rag.types import Answer, AskResult, Chunk, Embeddings, Hit
 
 if TYPE_CHECKING:
     from rag.reader.model import PassageReading
@@ -285,11 +285,11 @@ class QAPipeline:
         answers; when none is, the question has no answer, the best few stay visible as possible answers, and
         the reason says whether the passages read were about the question at all."""
         threshold, rule = self.threshold(min_score)
-        scored = self.score(question, candidates, hits, passages)
-        distinct: list[tuple[float, Answer]] = []
+        scored, rows = self._scored(question, candidates, hits, passages)
+        distinct: list[tuple[float, Chunk, int, int]] = []
         kept: list[tuple[str, int, int, str]] = []
         for prob, cand in scored:  # the ranker's order: of two copies of one answer, the better-ranked stays
-            if len(distinct) >= 2 * max_answers:
+            if len(distinct) >= max_answers:
                 break
             chunk = hits[cand.hit_index].chunk
             trimmed = trim_span(passages[cand.hit_index], cand.start, cand.end)  # no markup at the edges
@@ -301,36 +301,40 @@ class QAPipeline:
             if not is_distinct(span, kept):
                 continue
             kept.append(span)
-            answer = self.cite(index, chunk.doc_id, span[1], span[2], prob, chunk.chunk_id, chunk.start, chunk.end)
-            distinct.append((prob, answer))
-        distinct.sort(key=lambda pa: -pa[0])  # listed by the score they show
-        answers = [a for p, a in distinct if p >= threshold][:max_answers]
+            distinct.append((prob, chunk, span[1], span[2]))
+        distinct.sort(key=lambda d: -d[0])  # listed by the score they show (the ranker's: the same order)
+
+        def cited(items: Sequence[tuple[float, Chunk, int, int]]) -> list[Answer]:
+            return [
+                self.cite(index, c.doc_id, start, end, prob, c.chunk_id, c.start, c.end)
+                for prob, c, start, end in items
+            ]
+
+        answers = cited([d for d in distinct if d[0] >= threshold])
         if answers:
             return Decision(answers, [], None, threshold, rule)
-        possible = [a for _, a in distinct][:max_answers]
-        return Decision([], possible, self.no_answer_reason(question, candidates, hits, passages), threshold, rule)
-
-    def no_answer_reason(
-        self, question: str, candidates: Sequence[Candidate], hits: Sequence[Hit], passages: Sequence[str]
-    ) -> str:
-        """``not_covered`` when nothing retrieved is about the question (the calibration's coverage model on the
-        passages' similarity and question-word coverage), else ``not_stated``: passages on the topic, no span
-        good enough."""
-        if not hits or not candidates:
-            return "not_covered"
-        rows = candidate_features(candidates[:1], hits, passages, question, self.terms.tokenize)
-        return "not_stated" if self.calibrator.covered(rows[0]) >= 0.5 else "not_covered"
+        possible = cited(distinct)
+        reason = "not_stated" if rows and self.calibrator.covered(rows[0]) >= 0.5 else "not_covered"
+        # not_covered: nothing retrieved is about the question (the calibration's coverage model, on the passages'
+        # similarity and question-word coverage, or no candidate at all); not_stated: on topic, no span good enough.
+        return Decision([], possible, reason, threshold, rule)
 
     def score(
         self, question: str, candidates: Sequence[Candidate], hits: Sequence[Hit], passages: Sequence[str]
     ) -> list[tuple[float, Candidate]]:
         """(calibrated probability, candidate), in the ranker's order (best first)."""
+        return self._scored(question, candidates, hits, passages)[0]
+
+    def _scored(
+        self, question: str, candidates: Sequence[Candidate], hits: Sequence[Hit], passages: Sequence[str]
+    ) -> tuple[list[tuple[float, Candidate]], list[tuple[float, ...]]]:
+        """``score``, and the candidates' feature rows (in the candidates' order)."""
         if not candidates:
-            return []
+            return [], []
         rows = candidate_features(candidates, hits, passages, question, self.terms.tokenize)
         order = np.argsort(-self.calibrator.rank(rows), kind="stable")
         probs = self.calibrator.probability(rows)
-        return [(float(probs[i]), candidates[i]) for i in order]
+        return [(float(probs[i]), candidates[i]) for i in order], rows
 
     def cite(
         self,

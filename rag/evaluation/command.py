@@ -13,7 +13,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from rag.errors import RagError
 
-EXIT_PROBLEMS, EXIT_USAGE, EXIT_SERVICE = 1, 2, 3
+# As rag's other commands (rag/cli.py): 3 is an index problem; 5 says the service under evaluation was not there.
+EXIT_PROBLEMS, EXIT_USAGE, EXIT_INDEX, EXIT_SERVICE = 1, 2, 3, 5
 RESULTS_DIR = Path("eval/results")
 READERS = ("trained", "heuristic")
 
@@ -144,7 +145,7 @@ def eval_command(
             build_index(index, list(corpus))  # type: ignore[arg-type]
         except RagError as exc:
             err.print(f"[red]error:[/red] cannot build the index {index}: {escape(str(exc))}")
-            raise typer.Exit(EXIT_SERVICE) from None
+            raise typer.Exit(EXIT_INDEX) from None
 
     mode: Mode = "url" if url else "in-process" if in_process else "serve"
     target = Target(mode=mode, url=url, index=index, reader=reader, ready_timeout_s=ready_timeout)
