@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 
 import rag
 from rag.engine import Engine
@@ -40,7 +41,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         if app.state.engine is not None:
             app.state.engine.stop_watching()
 
-    app = FastAPI(
+    # FastAPIOffline: FastAPI whose /docs and /redoc load their assets from the package, not from a CDN.
+    app = FastAPIOffline(
         title="rag: extractive question answering",
         version=rag.__version__,
         description="Ask questions over your articles; every answer is a span copied from a source, with its citation.",

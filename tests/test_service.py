@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import pytest
@@ -238,7 +239,11 @@ def test_openapi_and_page(client):
     schema = client.get("/openapi.json").json()
     assert {"/ask", "/search", "/documents", "/documents/{doc_id}", "/healthz", "/readyz"} <= set(schema["paths"])
     assert client.get("/").headers["content-type"].startswith("text/html")
-    assert client.get("/docs").status_code == 200
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "cdn." not in docs.text  # Swagger UI works offline
+    for asset in re.findall(r'(?:src|href)="(/static-offline-docs/[^"]+)"', docs.text):
+        assert client.get(asset).status_code == 200
+    assert "/static-offline-docs/swagger-ui-bundle.js" in docs.text
     metrics = client.get("/metrics").text
     assert "rag_index_chunks" in metrics and "rag_requests_total" in metrics
     assert "# TYPE rag_requests_rejected_total counter" in metrics  # a total is a counter, not a gauge

@@ -235,6 +235,77 @@ def trust_report(decided: Sequence[Decided], about: dict[str, Any]) -> dict[str,
             for c, r, t in risk_coverage_curve(scores, right, weights)
         ],
         "operating_curve": operating,
+        # Per question, in the benchmark's fixed order (the same for every reader): paired comparisons.
+        "questions": {
+            "kind": [d.kind for d in decided],
+            "article": [d.article for d in decided],
+            "score": [round(d.score, 5) for d in decided],
+            "right": [int(d.right) for d in decided],
+            "f1": [round(d.f1, 4) for d in decided],
+            "threshold": [d.threshold for d in decided],
+        },
+    }
+
+
+def decided_from(report: dict[str, Any]) -> list[Decided]:
+    """The per-question decisions a report holds (``trust_report``'s ``questions``)."""
+    q = report["questions"]
+    return [
+        Decided(kind, article, score, bool(right), f1, threshold)
+        for kind, article, score, right, f1, threshold in zip(
+            q["kind"], q["article"], q["score"], q["right"], q["f1"], q["threshold"], strict=True
+        )
+    ]
+
+
+def headline(decided: Sequence[Decided]) -> dict[str, float]:
+    """The figures a comparison of two readers looks at (each question at its own fold's threshold)."""
+    from rag.evaluation.metrics import selective_figures
+
+    kinds = kind_figures(decided)
+    sel = selective_figures(
+        [d.score for d in decided], [d.right for d in decided], mix_weights([d.kind for d in decided])
+    )
+    out = {
+        "auroc_mix": sel["auroc"],
+        "aurc_mix": sel["aurc"],
+        "coverage_at_80_mix": sel["coverage_at_80"],
+        "answerable_f1": kinds["answerable"]["f1"],
+        "answerable_f1_forced": 100
+        * sum(d.f1 for d in decided if d.kind == "answerable")
+        / max(1, sum(d.kind == "answerable" for d in decided)),
+    }
+    out |= {f"declined_{k}": v["declined"] for k, v in kinds.items()}
+    return out
+
+
+def paired_bootstrap(
+    a: Sequence[Decided], b: Sequence[Decided], samples: int = 1000, seed: int = 13
+) -> dict[str, dict[str, float]]:
+    """``headline(b) - headline(a)`` with 95% intervals from resampling the questions (the same resample for
+    both: the benchmark's questions are the same, in the same order)."""
+    import numpy as np
+
+    if [d.kind for d in a] != [d.kind for d in b]:
+        raise ValueError("the two reports hold different questions")
+    base, other = headline(a), headline(b)
+    rng = np.random.default_rng(seed)
+    n = len(a)
+    draws: dict[str, list[float]] = {k: [] for k in base}
+    for _ in range(samples):
+        idx = rng.integers(0, n, n)
+        ha, hb = headline([a[i] for i in idx]), headline([b[i] for i in idx])
+        for k in draws:
+            draws[k].append(hb[k] - ha[k])
+    return {
+        k: {
+            "a": base[k],
+            "b": other[k],
+            "difference": other[k] - base[k],
+            "low": float(np.percentile(draws[k], 2.5)),
+            "high": float(np.percentile(draws[k], 97.5)),
+        }
+        for k in base
     }
 
 
