@@ -109,14 +109,14 @@ class FiltersIn(Strict):
 
 
 def refuse_bool(value: Any) -> Any:
-    """Integers in bodies: lax mode would read JSON ``true`` as 1; strict=True would also refuse 5.0, which JSON
-    Schema counts as an integer."""
+    """Numbers in bodies: lax mode would read JSON ``true`` as 1; strict=True would also refuse 5.0, which JSON
+    Schema counts as an integer (and 1 for a float field)."""
     if isinstance(value, bool):
-        raise ValueError("must be an integer, not true or false")
+        raise ValueError("must be a number, not true or false")
     return value
 
 
-#: An integer field that refuses JSON booleans (``refuse_bool``).
+#: A number field (integer or not) that refuses JSON booleans (``refuse_bool``).
 NOT_BOOL = BeforeValidator(refuse_bool)
 
 
@@ -128,7 +128,7 @@ class AskRequest(Strict):
     max_answers: Annotated[int | None, NOT_BOOL] = Field(
         None, ge=1, le=10, description="Distinct answers returned at most"
     )
-    min_score: float | None = Field(
+    min_score: Annotated[float | None, NOT_BOOL] = Field(
         None,
         ge=0,
         le=1,
@@ -226,7 +226,7 @@ class AskBatchRequest(Strict):
     max_answers: Annotated[int | None, NOT_BOOL] = Field(
         None, ge=1, le=10, description="Distinct answers returned per question at most"
     )
-    min_score: float | None = Field(
+    min_score: Annotated[float | None, NOT_BOOL] = Field(
         None,
         ge=0,
         le=1,

@@ -171,3 +171,16 @@ def test_a_calibration_fitted_for_another_read_k_is_refused(tmp_path) -> None:
     with pytest.raises(ModelError, match="RAG_READ_K=5 rag fit-calibration"):
         check_calibration_fits(calibrator, Path("cal.json"), "trained", 5, "onnx-int8")
     check_calibration_fits(calibrator, Path("cal.json"), "trained", 3, "onnx")  # another runtime: a warning only
+
+
+def test_cached_reader_outputs_read_back_whole(tmp_path) -> None:
+    from rag.reader.fit_calibration import QuestionRows, _cached
+
+    rows = [
+        QuestionRows(
+            [(0.5, 1.0)], ["Paris"], [1], ("Paris",), "answerable", "Club", "Where?", [("It moved to Paris.", 12, 17)]
+        )
+    ]
+    _cached(tmp_path, "rows.json", lambda: rows, lambda m: None)
+    again = _cached(tmp_path, "rows.json", lambda: [], lambda m: None)
+    assert again == rows

@@ -376,6 +376,8 @@ def _cached(
                         "golds": q.golds,
                         "kind": q.kind,
                         "article": q.article,
+                        "question": q.question,
+                        "sentences": q.sentences,
                     }
                     for q in data
                 ]
