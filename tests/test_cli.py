@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import shutil
@@ -109,6 +110,18 @@ def test_ask_prints_the_sentence_that_holds_the_answer(seed_index_dir):
     assert "describing the country as a “money machine”." in out  # the sentence, not the whole passage
     assert "1.52 trillion won" not in out  # the next sentence of the passage is not printed
     assert re.search(r"\[[^\]\s]+\], characters \d+–\d+", out)  # the citation's [document id] is printed
+
+
+def test_ask_min_score_declines_and_shows_what_came_close(seed_index_dir):
+    question = "How many troops are in US Forces Korea?"
+    r = runner.invoke(app, ["ask", question, "--index", str(seed_index_dir), "--min-score", "1.0"])
+    assert r.exit_code == EXIT_PROBLEMS, r.output
+    out = said(r.stdout)
+    assert "No answer:" in out and "Unconfirmed 28,500" in out and "below 1.00" in out
+    r = runner.invoke(app, ["ask", question, "--index", str(seed_index_dir), "--min-score", "0", "--json"])
+    body = json.loads(r.stdout)
+    assert body["threshold"] == 0.0 and body["threshold_rule"] == "min_score of the request" and body["answers"]
+    assert runner.invoke(app, ["ask", question, "--index", str(seed_index_dir), "--min-score", "2"]).exit_code == 2
 
 
 def test_optimize_merges_into_one_segment_and_drops_deleted_documents(tmp_path, seed_index_dir):
