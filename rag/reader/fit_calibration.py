@@ -1,17 +1,14 @@
-"""Fit the no-answer calibrator on held-out *training* articles (never the validation ones).
+"""Fit the calibration on held-out *training* articles (never the validation ones): the trust benchmark's questions.
 
-Two settings are measured, both with the service's own retrieval and reader:
-
-A. covered: the corpus holds the seed, the 24 articles the reader trained on, and the 4 held-out calibration
-   articles; the questions are the calibration articles' own (answerable and unanswerable, SQuAD 2.0 style).
-B. not covered: the same corpus without the 4 calibration articles, asked a sample of the same questions,
-   none of which it can answer any more (the articles do not cover the topic: the "off-topic" case). The corpus
-   is as large as A's, and every feature is corpus-independent, so B teaches topic evidence, not corpus size.
-
-The ranker is fitted on every candidate answer of A and B, the decider on each question's best-ranked one
-(label: F1 >= 0.5 against a gold answer of an answerable question in A). The threshold follows
-``choose_threshold``: the best expected SQuAD 2.0 F1 over A and B together, among thresholds that decline at
-most ``MAX_WRONG_ABSTENTIONS`` of A's answerable questions.
+The reader reads every question of the benchmark (rag/evaluation/trust.py: answerable and adversarial
+unanswerable questions over the seed and all training articles, near misses whose answer sentence was removed,
+questions whose article is left out of the corpus) open, with the service's own retrieval, and each candidate
+becomes a row of features (rag/reader/calibration.py) labelled right or not (F1 >= 0.5 against a gold answer of
+an answerable question). One logistic model over every row gives candidates their score; the threshold follows
+``rag.evaluation.trust.THRESHOLD_RULE``; a second small model on one row per question says whether the passages
+were about the question at all (``no_answer_reason``). The benchmark's figures come from a cross-fit: each
+article's questions scored by a calibration fitted on the other articles. Reader outputs are cached per reader,
+``RAG_READ_K`` and feature list, so a refit does not read every question again.
 """
 
 from __future__ import annotations
@@ -35,22 +32,6 @@ from rag.squad import SquadQuestion, iter_questions, load_squad, select_articles
 from rag.store import CorpusIndex, IndexSettings
 
 RIGHT_F1 = 0.5  # an answer counts as right when its SQuAD F1 against a gold answer reaches this
-MAX_WRONG_ABSTENTIONS = 0.10
-THRESHOLD_RULE = (
-    "the threshold with the best SQuAD 2.0 F1 over the held-out questions (A: answerable and adversarial "
-    "unanswerable; B: not covered by the corpus) among those that decline at most "
-    f"{MAX_WRONG_ABSTENTIONS:.0%} of A's answerable questions"
-)
-
-
-def choose_threshold(curve: Sequence[dict]) -> float:
-    """The answer/no-answer policy: the best expected F1 on a mix of answerable, adversarial unanswerable and
-    not-covered questions, under a cap on wrong abstentions (a user is served worse by a declined answerable
-    question than the F1 arithmetic says: they have nothing to read)."""
-    allowed = [row for row in curve if row["answerable_declined_covered"] <= MAX_WRONG_ABSTENTIONS]
-    if not allowed:
-        allowed = [min(curve, key=lambda row: row["threshold"])]
-    return float(max(allowed, key=lambda row: (row["squad2_f1_mix"], -row["threshold"]))["threshold"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,40 +104,6 @@ def decision(calibrator: Calibrator, q: QuestionRows) -> tuple[int, float]:
             best = int(np.argmax(calibrator.rank(q.rows)))
             _DECIDED[key] = (best, float(calibrator.probability([q.rows[best]])[0]))
     return _DECIDED[key]
-
-
-def squad2_f1(calibrator: Calibrator, data: Sequence[QuestionRows], threshold: float) -> float:
-    total = 0.0
-    for q in data:
-        best, prob = decision(calibrator, q)
-        if best >= 0 and prob >= threshold:
-            total += f1_score(q.texts[best], q.golds) if q.golds else 0.0
-        else:
-            total += float(not q.golds)
-    return 100 * total / max(1, len(data))
-
-
-def _declined(calibrator: Calibrator, data: Sequence[QuestionRows], threshold: float) -> float:
-    if not data:
-        return float("nan")
-    return float(np.mean([float(decision(calibrator, q)[1] < threshold or not q.rows) for q in data]))
-
-
-def risk_coverage(calibrator: Calibrator, data: Sequence[QuestionRows], thresholds: Sequence[float]) -> list[dict]:
-    """For answerable questions: the share answered at each threshold, and the share of those answered right."""
-    decided = [decision(calibrator, q) for q in data if q.golds]
-    right = [bool(q.rows) and q.labels[b] == 1 for q, (b, _) in zip([q for q in data if q.golds], decided, strict=True)]
-    out = []
-    for t in thresholds:
-        answered = [r for (b, p), r in zip(decided, right, strict=True) if b >= 0 and p >= t]
-        out.append(
-            {
-                "threshold": t,
-                "answered": round(len(answered) / max(1, len(decided)), 4),
-                "accuracy": round(float(np.mean(answered)), 4) if answered else None,
-            }
-        )
-    return out
 
 
 def reliability(calibrator: Calibrator, data: Sequence[QuestionRows], bins: int = 10) -> list[dict]:

@@ -350,7 +350,7 @@
     return el(
       "li",
       { class: label === "unconfirmed" ? "other-answer unconfirmed" : "other-answer" },
-      el("p", { class: "other-text" }, el("strong", {}, a.text), el("span", { class: "score" }, " · " + percent(a.score) + " " + label)),
+      el("p", { class: "other-text" }, el("strong", {}, a.text), el("span", { class: "score" }, label === "unconfirmed" ? " · score " + percent(a.score) + ", unconfirmed" : " · " + percent(a.score) + " confidence")),
       el("p", { class: "other-context" }, sentenceNodes(a)),
       passageDetails(a),
       citation(a)
