@@ -26,7 +26,7 @@ app = typer.Typer(help="Extractive question answering over your articles, with e
 console = Console()
 err = Console(stderr=True)
 
-EXIT_PROBLEMS, EXIT_USAGE, EXIT_INDEX, EXIT_MODEL = 1, 2, 3, 4
+EXIT_PROBLEMS, EXIT_USAGE, EXIT_INDEX, EXIT_MODEL, EXIT_SERVICE = 1, 2, 3, 4, 5
 
 IndexOpt = Annotated[Path | None, typer.Option("--index", help="Index folder [default: RAG_INDEX_DIR or index/]")]
 ReaderOpt = Annotated[
@@ -283,6 +283,9 @@ def ask(
     reader: ReaderOpt = None,
     top_k: Annotated[int, typer.Option("--top-k", help="Passages shown")] = 3,
     as_json: Annotated[bool, typer.Option("--json", help="Print the API response as JSON")] = False,
+    url: Annotated[
+        str | None, typer.Option("--url", help="Ask a running service (e.g. http://127.0.0.1:8000) instead")
+    ] = None,
     min_score: Annotated[
         float | None,
         typer.Option(
@@ -295,49 +298,89 @@ def ask(
     source: SourceOpt = None,
     meta: MetaOpt = None,
 ) -> None:
-    """Answer a question: the span, highlighted in its passage, with its citation. Exit 1 when no answer."""
+    """Answer a question: the span, highlighted in its passage, with its citation. Exit 1 when no answer.
+    With --url, a running service answers (no models loaded here: fast)."""
     filters = _filters(doc, since, until, source, meta)
-    engine = _open_engine(index, reader)
-    try:
-        result = engine.ask(question, top_k, filters=filters, min_score=min_score)
-    except RagError as exc:
-        raise _fail(exc) from None
-    if as_json:
+    if url is not None:
+        body = _ask_service(url, question, top_k, min_score, filters)
+    else:
+        engine = _open_engine(index, reader)
+        try:
+            result = engine.ask(question, top_k, filters=filters, min_score=min_score)
+        except RagError as exc:
+            raise _fail(exc) from None
         from rag.wire import ask_json
 
-        console.print_json(json.dumps(ask_json(result)))
-    elif result.no_answer:
-        if result.no_answer_reason == "not_covered":
-            console.print("[bold yellow]No answer:[/bold yellow] nothing in the articles is about this question.")
-        else:
-            titles = ", ".join(dict.fromkeys(result.titles.get(h.chunk.doc_id, h.chunk.doc_id) for h in result.hits))
+        body = ask_json(result)
+    if as_json:
+        console.print_json(json.dumps(body))
+    else:
+        print_ask(body, top_k)
+    if body["no_answer"]:
+        raise typer.Exit(EXIT_PROBLEMS)
+
+
+def _ask_service(url: str, question: str, top_k: int, min_score: float | None, filters) -> dict:
+    """POST /ask to a running service; its error message, or why it could not be reached, exits."""
+    import httpx
+
+    payload: dict = {"question": question, "top_k": top_k, "min_score": min_score}
+    if filters is not None:
+        payload["filters"] = {
+            "document_ids": list(filters.document_ids) or None,
+            "published_from": filters.published_from.isoformat() if filters.published_from else None,
+            "published_to": filters.published_to.isoformat() if filters.published_to else None,
+            "source": filters.source,
+            "meta": dict(filters.meta) or None,
+        }
+    try:
+        response = httpx.post(url.rstrip("/") + "/ask", json=payload, timeout=60.0)
+    except httpx.HTTPError as exc:
+        err.print(f"[red]error:[/red] cannot reach the service at {escape(url)}: {escape(str(exc))}")
+        raise typer.Exit(EXIT_SERVICE) from None
+    if response.status_code != 200:
+        try:
+            message = response.json()["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = response.text[:300]
+        err.print(f"[red]error:[/red] the service answered {response.status_code}: {escape(message)}")
+        raise typer.Exit(EXIT_USAGE if response.status_code == 422 else EXIT_SERVICE)
+    return response.json()
+
+
+def print_ask(body: dict, top_k: int) -> None:
+    """An /ask response for a person: each answer in its sentence with its citation, or why there is none and
+    what came close."""
+    if body["no_answer"]:
+        if body.get("no_answer_reason") == "not_stated":
+            titles = ", ".join(dict.fromkeys(p["title"] for p in body["passages"]))
             console.print(
                 f"[bold yellow]No answer:[/bold yellow] the articles touch on this ({escape(titles)}) but do not "
                 "seem to say it."
             )
-        for a in result.possible_answers:
+        else:
+            console.print("[bold yellow]No answer:[/bold yellow] nothing in the articles is about this question.")
+        for a in body.get("possible_answers", []):
             console.print(
-                f"  [yellow]Unconfirmed[/yellow] {escape(a.text)}  [dim](score {a.score:.2f}, below "
-                f"{result.threshold:.2f}) — {escape(a.sentence[:200])}[/dim]"
+                f"  [yellow]Unconfirmed[/yellow] {escape(a['text'])}  [dim](score {a['score']:.2f}, below "
+                f"{body['threshold']:.2f}) — {escape(a['sentence'][:200])}[/dim]"
             )
-        for hit in result.hits[:top_k]:
-            console.print(f"  [dim]{escape(hit.chunk.chunk_id)}[/dim] {escape(hit.chunk.text[:160])}…")
+        for p in body["passages"][:top_k]:
+            console.print(f"  [dim]{escape(p['chunk_id'])}[/dim] {escape(p['text'][:160])}…")
     else:
-        for i, a in enumerate(result.answers):
+        for i, a in enumerate(body["answers"]):
             head = "[bold green]Answer[/bold green]" if i == 0 else "[green]Also[/green]"
-            console.print(f"{head} {escape(a.text)}  [dim](score {a.score:.2f})[/dim]")
+            console.print(f"{head} {escape(a['text'])}  [dim](score {a['score']:.2f})[/dim]")
             # The sentence that holds the answer (the passage is in --json): readable for "why" and "how".
-            lo, hi = a.start - a.sentence_start, a.end - a.sentence_start
-            before, after = a.sentence[:lo], a.sentence[hi:]
-            console.print(f"  {escape(before)}[reverse bold]{escape(a.text)}[/reverse bold]{escape(after)}")
-            page = f", page {a.page}" if a.page else ""
+            start, end = a["document_offset"]["start"], a["document_offset"]["end"]
+            lo, hi = start - a["sentence_offset"]["start"], end - a["sentence_offset"]["start"]
+            before, after = a["sentence"][:lo], a["sentence"][hi:]
+            console.print(f"  {escape(before)}[reverse bold]{escape(a['text'])}[/reverse bold]{escape(after)}")
+            page = f", page {a['page']}" if a.get("page") else ""
             console.print(
-                f"  [dim]— {escape(a.title)} \\[{escape(a.doc_id)}]{page}, characters {a.start}–{a.end}[/dim]"
+                f"  [dim]— {escape(a['title'])} \\[{escape(a['document_id'])}]{page}, characters {start}–{end}[/dim]"
             )
-    if not as_json:
-        console.print(f"[dim]{json.dumps(result.timings_ms)}[/dim]")
-    if result.no_answer:
-        raise typer.Exit(EXIT_PROBLEMS)
+    console.print(f"[dim]{json.dumps(body['timings_ms'])}[/dim]")
 
 
 @app.command()

@@ -185,3 +185,48 @@ def test_skipped_files_are_one_summary_line_and_exit_0_unless_strict(tmp_path):
     r = runner.invoke(app, ["ingest", str(docs), "--index", str(index), "--verbose", "--strict"])
     assert r.exit_code == EXIT_PROBLEMS
     assert said(r.stderr).count("skipped") >= 5 and "figure-3.png" in said(r.stderr)
+
+
+def test_ask_url_asks_a_running_service_and_prints_what_it_prints_locally(tmp_path, seed_index_dir):
+    import socket
+    import threading
+    import time
+
+    import httpx
+    import uvicorn
+
+    from service.main import create_app
+    from tests.conftest import make_settings
+
+    folder = tmp_path / "index"
+    shutil.copytree(seed_index_dir, folder)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    uv = uvicorn.Server(uvicorn.Config(create_app(make_settings(folder)), log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline and thread.is_alive(), "the service did not become ready"
+            time.sleep(0.2)
+        question = "How many troops are in US Forces Korea?"
+        remote = runner.invoke(app, ["ask", question, "--url", base])
+        local = runner.invoke(app, ["ask", question, "--index", str(folder)])
+        assert remote.exit_code == local.exit_code == 0, remote.output
+        strip = lambda text: re.sub(r"\{.*\}", "", said(text))  # noqa: E731 (the timings differ)
+        assert "28,500" in said(remote.stdout) and strip(remote.stdout) == strip(local.stdout)
+        declined = runner.invoke(app, ["ask", question, "--url", base, "--min-score", "1"])
+        assert declined.exit_code == EXIT_PROBLEMS and "Unconfirmed 28,500" in said(declined.stdout)
+    finally:
+        uv.should_exit = True
+        thread.join(timeout=15)
+        sock.close()
+    down = runner.invoke(app, ["ask", "x", "--url", base])
+    assert down.exit_code == 5 and "cannot reach the service" in said(down.stderr)
