@@ -19,9 +19,7 @@ import numpy as np
 from rag.evaluation.metrics import f1 as f1_score
 from rag.evaluation.trust import Decided, headline, operating_threshold
 from rag.reader.calibration import Logistic
-from rag.reader.fit_calibration import RIGHT_F1, QuestionRows, _cached
-
-NAMES = ("covered", "not-covered", "near-miss-1", "near-miss-2", "near-miss-3", "near-miss-4")
+from rag.reader.fit_calibration import RIGHT_F1, QuestionRows, cached_rows
 
 
 def decided(q: QuestionRows, ranker: Logistic, decider: Logistic | None) -> Decided:
@@ -55,10 +53,7 @@ def main() -> None:
     parser.add_argument("--rows-key", required=True)
     parser.add_argument("--cache", default=Path("eval/.cache/calibration"), type=Path)
     args = parser.parse_args()
-    data: list[QuestionRows] = []
-    for name in NAMES:
-        if (args.cache / f"rows-{name}-{args.rows_key}.json").is_file():
-            data += _cached(args.cache, f"rows-{name}-{args.rows_key}.json", lambda: [], lambda m: None)
+    data = cached_rows(args.cache, args.rows_key)
     result = {
         "right_means": f"F1 >= {RIGHT_F1}",
         "ranker_probability": headline(cross_fit(data, with_decider=False)),

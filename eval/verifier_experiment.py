@@ -21,17 +21,6 @@ from rag.evaluation.trust import trust_report
 from rag.reader import fit_calibration as fc
 from rag.reader.verifier import Verifier, mark
 
-NAMES = ("covered", "not-covered", "near-miss-1", "near-miss-2", "near-miss-3", "near-miss-4")
-
-
-def load_rows(cache: Path, key: str) -> list[fc.QuestionRows]:
-    data: list[fc.QuestionRows] = []
-    for name in NAMES:
-        path = cache / f"rows-{name}-{key}.json"
-        if path.is_file():
-            data += fc._cached(cache, path.name, lambda: [], lambda m: None)
-    return data
-
 
 def summary(report: dict) -> dict:
     kinds, sel = report["kinds"], report["selective_mix"]
@@ -53,7 +42,7 @@ def main() -> None:
     parser.add_argument("--cache", default=Path("eval/.cache/calibration"), type=Path)
     parser.add_argument("--out", default=Path("eval/results/verifier-experiment.json"), type=Path)
     args = parser.parse_args()
-    data = [q for q in load_rows(args.cache, args.rows_key)]
+    data = fc.cached_rows(args.cache, args.rows_key)
     if not data or not all(len(q.sentences) == len(q.rows) for q in data):
         raise SystemExit("the cached rows lack candidate sentences: collect them again with this version")
     verifier = Verifier(args.verifier)

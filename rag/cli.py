@@ -521,17 +521,18 @@ def train_reader(
     train(config, log=lambda m: err.print(escape(m)))
 
 
+# The trust benchmark's inputs, shared by fit-calibration and trust.
+BenchmarkSquadOpt = Annotated[Path, typer.Option(help="SQuAD 2.0 JSON (only held-out training articles are used)")]
+BenchmarkCacheOpt = Annotated[Path, typer.Option(help="Where the benchmark's indexes and reader outputs are kept")]
+
+
 @app.command("fit-calibration")
 def fit_calibration(
     reader: Annotated[str, typer.Option(help="trained or heuristic")] = "trained",
-    squad: Annotated[Path, typer.Option(help="SQuAD 2.0 JSON (only held-out training articles are used)")] = Path(
-        "../shared/data/squad-v2.0-dev/dev-v2.0.json"
-    ),
+    squad: BenchmarkSquadOpt = Path("../shared/data/squad-v2.0-dev/dev-v2.0.json"),
     seeds: Annotated[Path, typer.Option(help="The seed articles")] = Path("seeds"),
     reader_dir: Annotated[Path | None, typer.Option(help="Reader folder [default: the shipped reader]")] = None,
-    cache: Annotated[Path, typer.Option(help="Where the benchmark's indexes and reader outputs are kept")] = Path(
-        "eval/.cache/calibration"
-    ),
+    cache: BenchmarkCacheOpt = Path("eval/.cache/calibration"),
     report: Annotated[Path | None, typer.Option(help="Also write the trust benchmark's report here")] = None,
 ) -> None:
     """Fit the answer/no-answer calibration for a reader on held-out training articles (the trust benchmark's
@@ -542,14 +543,10 @@ def fit_calibration(
 @app.command("trust")
 def trust(
     reader: Annotated[str, typer.Option(help="trained or heuristic")] = "trained",
-    squad: Annotated[Path, typer.Option(help="SQuAD 2.0 JSON (only held-out training articles are used)")] = Path(
-        "../shared/data/squad-v2.0-dev/dev-v2.0.json"
-    ),
+    squad: BenchmarkSquadOpt = Path("../shared/data/squad-v2.0-dev/dev-v2.0.json"),
     seeds: Annotated[Path, typer.Option(help="The seed articles")] = Path("seeds"),
     reader_dir: Annotated[Path | None, typer.Option(help="Reader folder [default: the shipped reader]")] = None,
-    cache: Annotated[Path, typer.Option(help="Where the benchmark's indexes and reader outputs are kept")] = Path(
-        "eval/.cache/calibration"
-    ),
+    cache: BenchmarkCacheOpt = Path("eval/.cache/calibration"),
     out: Annotated[Path, typer.Option(help="Where summary.json and report.png go")] = Path("eval/results/trust"),
 ) -> None:
     """The trust benchmark: answerable, adversarial unanswerable, near-miss and not-covered questions from

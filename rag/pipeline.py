@@ -285,7 +285,7 @@ class QAPipeline:
         answers; when none is, the question has no answer, the best few stay visible as possible answers, and
         the reason says whether the passages read were about the question at all."""
         threshold, rule = self.threshold(min_score)
-        scored, rows = self._scored(question, candidates, hits, passages)
+        scored, rows = self.score(question, candidates, hits, passages)
         distinct: list[tuple[float, Chunk, int, int]] = []
         kept: list[tuple[str, int, int, str]] = []
         for prob, cand in scored:  # the ranker's order: of two copies of one answer, the better-ranked stays
@@ -321,14 +321,9 @@ class QAPipeline:
 
     def score(
         self, question: str, candidates: Sequence[Candidate], hits: Sequence[Hit], passages: Sequence[str]
-    ) -> list[tuple[float, Candidate]]:
-        """(calibrated probability, candidate), in the ranker's order (best first)."""
-        return self._scored(question, candidates, hits, passages)[0]
-
-    def _scored(
-        self, question: str, candidates: Sequence[Candidate], hits: Sequence[Hit], passages: Sequence[str]
     ) -> tuple[list[tuple[float, Candidate]], list[tuple[float, ...]]]:
-        """``score``, and the candidates' feature rows (in the candidates' order)."""
+        """(calibrated probability, candidate) in the ranker's order (best first), and the candidates' feature
+        rows (in the candidates' order)."""
         if not candidates:
             return [], []
         rows = candidate_features(candidates, hits, passages, question, self.terms.tokenize)

@@ -3,6 +3,8 @@ else builds tiny indexes in temporary folders."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -49,3 +51,37 @@ def seed_index_dir(tmp_path_factory, embedder) -> Path:
     engine.reload(create=True)
     engine.upsert(load_paths([SEED_DIR]).documents)
     return folder
+
+
+@contextlib.contextmanager
+def serve_in_thread(app, ready_timeout: float = 180) -> Iterator[str]:
+    """A real uvicorn serving ``app`` on a free port in a thread; yields its base URL once /readyz says 200."""
+    import socket
+    import threading
+    import time
+
+    import httpx
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))  # the OS picks a free port; uvicorn serves on this very socket
+    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + ready_timeout
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline or not thread.is_alive():
+                pytest.fail(f"the service at {base} did not become ready")
+            time.sleep(0.2)
+        yield base
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+        sock.close()

@@ -10,9 +10,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -21,7 +18,7 @@ import pytest
 
 from rag.loaders import load_data
 from rag.types import Document
-from tests.conftest import ROOT, make_settings
+from tests.conftest import ROOT, make_settings, serve_in_thread
 from tests.sample_files import pdf_bytes
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -84,8 +81,6 @@ FOOTBRIDGE = "How much did the Clyde footbridge cost?"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, seed_index_dir, embedder) -> Iterator[str]:
     """A real uvicorn on a free port, in a thread, serving a copy of the seed index plus the hostile document."""
-    import uvicorn
-
     from rag.engine import Engine
     from service.main import create_app
 
@@ -96,29 +91,8 @@ def server(tmp_path_factory, seed_index_dir, embedder) -> Iterator[str]:
     writer.reload()
     writer.upsert([HOSTILE, *load_data(HARBOUR_PDF, "harbour.pdf").documents])
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))  # the OS picks a free port; uvicorn serves on this very socket
-    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    config = uvicorn.Config(create_app(settings), log_level="warning", lifespan="on")
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or not thread.is_alive():
-                pytest.fail(f"the service at {base} did not become ready")
-            time.sleep(0.2)
+    with serve_in_thread(create_app(settings)) as base:
         yield base
-    finally:
-        uv.should_exit = True
-        thread.join(timeout=15)
-        sock.close()
 
 
 @pytest.fixture(scope="module")

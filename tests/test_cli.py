@@ -188,34 +188,12 @@ def test_skipped_files_are_one_summary_line_and_exit_0_unless_strict(tmp_path):
 
 
 def test_ask_url_asks_a_running_service_and_prints_what_it_prints_locally(tmp_path, seed_index_dir):
-    import socket
-    import threading
-    import time
-
-    import httpx
-    import uvicorn
-
     from service.main import create_app
-    from tests.conftest import make_settings
+    from tests.conftest import make_settings, serve_in_thread
 
     folder = tmp_path / "index"
     shutil.copytree(seed_index_dir, folder)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    uv = uvicorn.Server(uvicorn.Config(create_app(make_settings(folder)), log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and thread.is_alive(), "the service did not become ready"
-            time.sleep(0.2)
+    with serve_in_thread(create_app(make_settings(folder)), ready_timeout=120) as base:
         question = "How many troops are in US Forces Korea?"
         remote = runner.invoke(app, ["ask", question, "--url", base])
         local = runner.invoke(app, ["ask", question, "--index", str(folder)])
@@ -224,9 +202,5 @@ def test_ask_url_asks_a_running_service_and_prints_what_it_prints_locally(tmp_pa
         assert "28,500" in said(remote.stdout) and strip(remote.stdout) == strip(local.stdout)
         declined = runner.invoke(app, ["ask", question, "--url", base, "--min-score", "1"])
         assert declined.exit_code == EXIT_PROBLEMS and "Unconfirmed 28,500" in said(declined.stdout)
-    finally:
-        uv.should_exit = True
-        thread.join(timeout=15)
-        sock.close()
     down = runner.invoke(app, ["ask", "x", "--url", base])
     assert down.exit_code == 5 and "cannot reach the service" in said(down.stderr)

@@ -181,14 +181,14 @@ def selective_summary(results: Sequence[QuestionResult]) -> dict[str, Any]:
     return figures
 
 
-def _finite(value: Any) -> Any:
+def finite(value: Any) -> Any:
     """JSON has no NaN: undefined metrics (no questions of that kind) become null."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: finite(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
+        return [finite(v) for v in value]
     return value
 
 
@@ -224,7 +224,7 @@ def result_record(r: QuestionResult) -> dict[str, Any]:
             "cites_gold_passage": r.cites_gold_passage,
         }
     record |= {"latency_ms": round(r.latency_ms, 2), "timings_ms": dict(r.timings_ms), "error": r.error}
-    return _finite(record)
+    return finite(record)
 
 
 def plot_report(summary: dict[str, Any], results: Sequence[QuestionResult], path: Path) -> None:
@@ -280,7 +280,7 @@ def write_run(run: EvalRun, out_dir: str | Path, name: str | None = None) -> dic
     out.mkdir(parents=True, exist_ok=True)
     summary = summarize(run)
     summary["name"] = name or out.name
-    summary = _finite(summary)
+    summary = finite(summary)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     with (out / "results.jsonl").open("w", encoding="utf-8") as fh:
         for r in run.results:

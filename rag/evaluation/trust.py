@@ -161,10 +161,11 @@ def mix_weights(kinds: Sequence[str]) -> list[float]:
     return [MIX[k] / present / counts[k] for k in kinds]
 
 
-def given_precision(decided: Sequence[Decided], threshold: float) -> float | None:
-    """The share of the answers given at ``threshold`` that are right, on the MIX (None: nothing answered)."""
+def given_precision(decided: Sequence[Decided], threshold: float | None) -> float | None:
+    """The share of the answers given at ``threshold`` (None: each question's own, the cross-fit's) that are
+    right, on the MIX (None: nothing answered)."""
     weights = mix_weights([d.kind for d in decided])
-    answered = [(w, d.right) for w, d in zip(weights, decided, strict=True) if d.score >= threshold]
+    answered = [(w, d.right) for w, d in zip(weights, decided, strict=True) if _answered(d, threshold)]
     total = sum(w for w, _ in answered)
     return sum(w for w, r in answered if r) / total if total > 0 else None
 
@@ -227,7 +228,7 @@ def trust_report(decided: Sequence[Decided], about: dict[str, Any]) -> dict[str,
         "threshold_rule": THRESHOLD_RULE,
         "thresholds": thresholds,  # one per fold of the cross-fit
         "kinds": kind_figures(decided),
-        "given_precision_mix": _mean_precision(decided),
+        "given_precision_mix": given_precision(decided, None),
         "selective_mix": selective_figures(scores, right, weights),
         "selective_unweighted": selective_figures(scores, right),
         "curve": [
@@ -309,14 +310,6 @@ def paired_bootstrap(
     }
 
 
-def _mean_precision(decided: Sequence[Decided]) -> float | None:
-    """The share of the answers given (each at its own fold's threshold) that are right, on the MIX."""
-    weights = mix_weights([d.kind for d in decided])
-    answered = [(w, d.right) for w, d in zip(weights, decided, strict=True) if _answered(d, None)]
-    total = sum(w for w, _ in answered)
-    return sum(w for w, r in answered if r) / total if total > 0 else None
-
-
 # ---------------------------------------------------------------------------------------------- output
 
 
@@ -330,10 +323,10 @@ def write_trust(report: dict[str, Any], out_dir: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from rag.evaluation.report import plot_risk_coverage
+    from rag.evaluation.report import finite, plot_risk_coverage
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "summary.json").write_text(json.dumps(_finite(report), indent=2) + "\n", encoding="utf-8")
+    (out_dir / "summary.json").write_text(json.dumps(finite(report), indent=2) + "\n", encoding="utf-8")
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     plot_risk_coverage(left, [("cross-fitted score, on the mix", report["curve"])])
     left.legend()
@@ -389,16 +382,3 @@ def print_trust(report: dict[str, Any], console) -> None:
     precision = report.get("given_precision_mix")
     figures.add_row("right among answers given", f"{precision:.3f}" if precision is not None else "–", "")
     console.print(figures)
-
-
-def _finite(value: Any) -> Any:
-    """JSON has no NaN: undefined figures become null."""
-    import math
-
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value

@@ -332,3 +332,16 @@ def _cached(
         )
         tmp.replace(path)
     return data
+
+
+def cached_rows(cache: Path, key: str) -> list[QuestionRows]:
+    """Every question's rows of one reader's collected benchmark (``rows-<corpus>-<key>.json`` under ``cache``),
+    in the benchmark's order: for experiments on reader outputs already collected."""
+    from rag.evaluation.trust import NEAR_MISS_ROUNDS
+
+    names = ["covered", "not-covered", *(f"near-miss-{r + 1}" for r in range(NEAR_MISS_ROUNDS))]
+    data: list[QuestionRows] = []
+    for name in names:
+        if (cache / f"rows-{name}-{key}.json").is_file():
+            data += _cached(cache, f"rows-{name}-{key}.json", list, lambda m: None)
+    return data
