@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import random
+from dataclasses import asdict
 
 import numpy as np
 import pytest
 
 from rag.reader.examples import GroupExample, SourceQuestion, articles_from, build_groups, gold_chunk
 from rag.reader.model import base_model_path
-from rag.reader.train_groups import group_loss, label_groups, schedule
+from rag.reader.train_groups import GroupTrainConfig, group_loss, label_groups, schedule, select_groups, trained_by
 from rag.types import Chunk, Hit
 
 TEXT = "Alpha founded the club in 1901.\n\nThe club moved to Paris in 1920. It has 300 members.\n\nBeta plays."
@@ -123,3 +124,27 @@ def test_schedule_is_drawn_from_the_seed_so_a_resumed_run_continues_the_same_ord
     b = schedule(items, 4, 2.0, random.Random(5))
     assert a == b and len(a) == 16
     assert sorted(i for batch in a[:8] for i in batch) == list(range(30))
+
+
+def _pool(n: int) -> list[GroupExample]:
+    sources = ["squad2-dev-train", "squadshifts-amazon", "tydiqa-train", "squad1-train-4"]
+    return [
+        GroupExample(f"q{i}", f"question {i}?", "T", ("passage",), ((0, 3),), sources[i % len(sources)])
+        for i in range(n)
+    ]
+
+
+def test_a_continued_run_can_leave_out_exactly_the_questions_an_earlier_run_trained_on():
+    pool = _pool(400)
+    first = GroupTrainConfig("squad.json", "out", "work", dev_train_share=0.3, qa_more_share=0.5, max_questions=90)
+    chosen = select_groups(pool, first, random.Random(first.seed), log=lambda _: None)
+    assert len(chosen) == 90
+    seen = trained_by(asdict(first), pool)
+    assert seen == {(g.source, g.id) for g in chosen}
+    # a second run skipping the first, then a third skipping the second: the chain is redrawn from the records
+    second = GroupTrainConfig("squad.json", "out", "work", max_questions=100, skip_trained_by=asdict(first))
+    rest = [g for g in pool if (g.source, g.id) not in seen]
+    second_chosen = select_groups(rest, second, random.Random(second.seed), log=lambda _: None)
+    both = trained_by(asdict(second), pool)
+    assert both == seen | {(g.source, g.id) for g in second_chosen}
+    assert len(both) == 190

@@ -18,7 +18,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +65,7 @@ class GroupTrainConfig:
     qa_more: str | None = None  # ../shared/data/qa-more: more answerable questions (never its Reddit file)
     qa_more_share: float = 1.0  # share of the qa-more questions kept
     near_miss_share: float = 0.0  # share of answerable groups that also give a near-miss group (no answer)
+    skip_trained_by: dict | None = None  # an earlier run's recorded config: leave out the questions it trained on
     checkpoint_every: int = 100
     held_out_for_calibration: list[str] = field(default_factory=list)
 
@@ -193,6 +194,46 @@ def prepare_groups(config: GroupTrainConfig, log: Callable[[str], None]) -> list
     return groups
 
 
+def select_groups(
+    groups: list[GroupExample], config: GroupTrainConfig, rng: random.Random, log: Callable[[str], None] = print
+) -> list[GroupExample]:
+    """The groups a run trains on: each source's share, near-miss groups, at most ``max_questions``.
+
+    Draws from ``rng`` in a fixed order, so the same groups, config and seed give the same selection (and the
+    batch schedule drawn after it from the same ``rng`` is the same too)."""
+    if config.dev_train_share < 1.0:
+        groups = [g for g in groups if g.source != "squad2-dev-train" or rng.random() < config.dev_train_share]
+    if config.train_part_share < 1.0:
+        groups = [g for g in groups if g.source not in SQUAD_TRAIN_PARTS or rng.random() < config.train_part_share]
+    if config.qa_more_share < 1.0:
+        groups = [g for g in groups if g.source not in QA_MORE or rng.random() < config.qa_more_share]
+    if config.near_miss_share > 0:
+        misses = [m for g in groups if rng.random() < config.near_miss_share and (m := near_miss(g)) is not None]
+        log(f"{len(misses)} near-miss groups (the answer's sentence removed from the gold passage)")
+        groups = groups + misses
+    if config.max_questions:
+        rng.shuffle(groups)
+        groups = groups[: config.max_questions]
+    return groups
+
+
+def trained_by(recorded: dict, groups: list[GroupExample]) -> set[tuple[str, str]]:
+    """(source, id) of the questions an earlier run trained on, drawn again from its recorded config (the
+    ``config`` of its reader.json, kept whole in this run's record so the chain can always be redrawn).
+
+    ``groups`` must be the same cached groups that run read (same negatives, seed and sources); an earlier
+    run that itself skipped questions is followed back through its own ``skip_trained_by``."""
+    known = {f.name for f in fields(GroupTrainConfig)}
+    earlier = GroupTrainConfig(**{k: v for k, v in recorded.items() if k in known})
+    pool = groups
+    seen: set[tuple[str, str]] = set()
+    if earlier.skip_trained_by:
+        seen = trained_by(earlier.skip_trained_by, groups)
+        pool = [g for g in groups if (g.source, g.id) not in seen]
+    chosen = select_groups(pool, earlier, random.Random(earlier.seed), log=lambda _: None)
+    return seen | {(g.source, g.id) for g in chosen}
+
+
 def train_groups(config: GroupTrainConfig, *, resume: bool = False, log: Callable[[str], None] = print) -> dict:
     """Train; write fp16 weights and ``reader.json`` to ``config.out_dir``; return the record."""
     import torch
@@ -207,19 +248,11 @@ def train_groups(config: GroupTrainConfig, *, resume: bool = False, log: Callabl
     torch.set_num_threads(config.threads)
     groups = prepare_groups(config, log)
     rng = random.Random(config.seed)
-    if config.dev_train_share < 1.0:
-        groups = [g for g in groups if g.source != "squad2-dev-train" or rng.random() < config.dev_train_share]
-    if config.train_part_share < 1.0:
-        groups = [g for g in groups if g.source not in SQUAD_TRAIN_PARTS or rng.random() < config.train_part_share]
-    if config.qa_more_share < 1.0:
-        groups = [g for g in groups if g.source not in QA_MORE or rng.random() < config.qa_more_share]
-    if config.near_miss_share > 0:
-        misses = [m for g in groups if rng.random() < config.near_miss_share and (m := near_miss(g)) is not None]
-        log(f"{len(misses)} near-miss groups (the answer's sentence removed from the gold passage)")
-        groups = groups + misses
-    if config.max_questions:
-        rng.shuffle(groups)
-        groups = groups[: config.max_questions]
+    if config.skip_trained_by:
+        seen = trained_by(config.skip_trained_by, groups)
+        groups = [g for g in groups if (g.source, g.id) not in seen]
+        log(f"{len(seen)} questions left out (the earlier run trained on them); {len(groups)} remain")
+    groups = select_groups(groups, config, rng, log)
     tokenizer = AutoTokenizer.from_pretrained(base_model_path())
     items = label_groups(tokenizer, groups, config.max_length, config.stride)
     by_source: dict[str, int] = {}
@@ -355,6 +388,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--qa-more", default=None, help="../shared/data/qa-more: its files but the Reddit one")
     parser.add_argument("--qa-more-share", type=float, default=1.0)
     parser.add_argument("--near-miss-share", type=float, default=0.0)
+    parser.add_argument(
+        "--skip-trained-by",
+        default=None,
+        help="an earlier run's reader.json (e.g. rag/reader/model/reader.json): leave out its questions",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--resume", action="store_true")
@@ -377,6 +415,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         qa_more=args.qa_more,
         qa_more_share=args.qa_more_share,
         near_miss_share=args.near_miss_share,
+        skip_trained_by=json.loads(Path(args.skip_trained_by).read_text())["config"] if args.skip_trained_by else None,
         threads=args.threads,
         device=args.device,
     )
