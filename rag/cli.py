@@ -672,10 +672,10 @@ def optimize_index(
 
 @app.command("export")
 def export_models() -> None:
-    """Export the embedder and the reader to ONNX (and int8) for the configured runtimes, once per machine.
+    """Build the embedder's and the reader's ONNX files (and int8) for the configured runtimes, once per machine.
 
-    Serving on ONNX never imports torch; it finds these files in the cache. Without this step the first start
-    makes them (in a child process, about 30 s)."""
+    Built from the weights without torch and checked against torch's recorded outputs; serving finds them in
+    the cache. Without this step the first start makes them (about 15 s)."""
     from rag import onnx
     from rag.embedding import model_dir
     from rag.reader.model import DEFAULT_READER_DIR

@@ -75,7 +75,7 @@ class Embedder:
 
     def load(self) -> Embedder:
         """Load once. On ONNX backends only the tokenizer and the ONNX session: transformers and torch are never
-        imported (the ONNX file is exported in a child process the first time, see ``rag.onnx.ensure``)."""
+        imported (the ONNX graph is built from the weights the first time, without torch: ``rag.onnx.ensure``)."""
         if self._tokenizer is not None:
             return self
         if self.backend == "torch":

@@ -1,21 +1,22 @@
-"""ONNX Runtime paths for the two model passes (embedding and reading), exported from our own weights.
+"""ONNX Runtime paths for the two model passes (embedding and reading), built from our own weights without torch.
 
-transformers' BERT builds its attention mask with shape-dependent Python that the ONNX tracer freezes, so the
-export goes through a plain re-statement of the same BERT forward pass (same weights, same maths). The exported
-graph is checked against the transformers model in torch on inputs of other shapes (batch sizes, lengths,
-padding) before it is used. Exports are cached on disk by the weights' checksum, so they happen once per machine.
+The graph is the BERT forward pass written as ONNX nodes straight from ``model.safetensors``
+(``rag/onnx_graph.py``): a serving install needs neither torch nor transformers to make it. Each graph is checked,
+before it is written, against the outputs torch computed from the same weights on inputs of several shapes
+(batch sizes, lengths, padding): the reference file beside the reader's weights (written when the reader is
+trained) and ``rag/embedder-reference.json`` for the embedder. The tests check the graph against torch itself.
+Built files are cached on disk by the weights' checksum, so they are made once per machine (about 2 s each, 5 s
+more for int8).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
-import math
 import os
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -27,11 +28,16 @@ log = logging.getLogger(__name__)
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 #: Part of the cached int8 file's name: a new quantisation recipe never reuses an old file.
 INT8_RECIPE = "pc-noffndown-v2"
-#: Largest absolute difference allowed between the fp32 graph and torch (logits, hidden states); seen: ~1e-5.
+#: Part of every cached file's name: a graph made another way is never reused.
+GRAPH_RECIPE = "g1"
+#: Largest absolute difference allowed between the fp32 graph and torch (logits, hidden states); seen: 0 to ~1e-5.
 TOLERANCE = 1e-3
-#: (real lengths of the rows) of the check batches: other batch sizes and lengths than the trace's (2 x 8),
-#: rows padded to the longest, up to the 256 tokens that the reader and the embedder feed.
+#: (real lengths of the rows) of the check batches: several batch sizes and lengths, rows padded to the longest,
+#: up to the 256 tokens that the reader and the embedder feed.
 CHECK_LENGTHS = ((5,), (40, 13, 27), (256, 130))
+#: The reader's reference outputs, beside its weights; the embedder's, in the package (its weights are not ours).
+REFERENCE = "onnx-reference.json"
+EMBEDDER_REFERENCE = Path(__file__).with_name("embedder-reference.json")
 
 
 def cache_dir() -> Path:
@@ -40,95 +46,8 @@ def cache_dir() -> Path:
     return onnx_cache_dir()
 
 
-def _traceable(bert: Any, head: Any | None):
-    import torch
-    from torch import nn
-
-    class TraceableBert(nn.Module):
-        """BERT encoder (+ optional span head) without data-dependent Python, for tracing."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.bert = bert
-            self.head = head
-            self.heads = bert.config.num_attention_heads
-            self.eps = bert.config.layer_norm_eps
-
-        def forward(self, input_ids, attention_mask, token_type_ids):
-            emb = self.bert.embeddings
-            seq = input_ids.shape[1]
-            positions = torch.arange(seq, device=input_ids.device).unsqueeze(0)
-            x = (
-                emb.word_embeddings(input_ids)
-                + emb.position_embeddings(positions)
-                + emb.token_type_embeddings(token_type_ids)
-            )
-            x = emb.LayerNorm(x)
-            bias = (1.0 - attention_mask[:, None, None, :].to(x.dtype)) * -10000.0
-            batch, hidden = x.shape[0], x.shape[2]
-            dh = hidden // self.heads
-            for layer in self.bert.encoder.layer:
-                att = layer.attention.self
-
-                def split(t):
-                    return t.view(batch, seq, self.heads, dh).transpose(1, 2)
-
-                q, k, v = split(att.query(x)), split(att.key(x)), split(att.value(x))
-                scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(dh) + bias
-                ctx = torch.matmul(torch.softmax(scores, dim=-1), v).transpose(1, 2).reshape(batch, seq, hidden)
-                x = layer.attention.output.LayerNorm(layer.attention.output.dense(ctx) + x)
-                h = torch.nn.functional.gelu(layer.intermediate.dense(x))
-                x = layer.output.LayerNorm(layer.output.dense(h) + x)
-            if self.head is None:
-                return x
-            logits = self.head(x)
-            return logits[..., 0], logits[..., 1]
-
-    return TraceableBert().eval()
-
-
-def export(model: Any, path: Path, *, qa: bool) -> Path:
-    """Export a transformers BERT (``qa``: BertForQuestionAnswering) to ONNX fp32 at ``path``.
-
-    The file appears only once the graph agrees with ``model`` in torch on inputs of other shapes than the
-    trace's; otherwise ModelError names the difference and nothing is written."""
-    import torch
-
-    what = "reader" if qa else "embedder"
-    log.info("exporting the %s to ONNX and checking it against torch, once per machine (about 10 s): %s", what, path)
-    bert = model.bert if qa else model
-    module = _traceable(bert, model.qa_outputs if qa else None)
-    ids = torch.tensor([[101, 2023, 2003, 1037, 3231, 102, 0, 0], [101, 2178, 102, 2307, 2003, 2009, 2182, 102]])
-    mask = (ids != 0).long()
-    types = torch.zeros_like(ids)
-    outputs = ["start_logits", "end_logits"] if qa else ["last_hidden_state"]
-    axes = {name: {0: "batch", 1: "seq"} for name in (*INPUTS, *outputs)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    try:
-        # The tracer warns that the attention scale 1/sqrt(hidden / heads) becomes a Python float: the weights fix
-        # the hidden size, so that constant is right, and the check below is what proves the graph general.
-        with torch.inference_mode(), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-            torch.onnx.export(
-                module,
-                (ids, mask, types),
-                str(tmp),
-                input_names=list(INPUTS),
-                output_names=outputs,
-                dynamic_axes=axes,
-                opset_version=17,
-                dynamo=False,
-            )
-        check(tmp, model, qa=qa, label=f"{path} (not written)")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
 def check_batches(vocab_size: int, *, seed: int = 0) -> list[dict[str, np.ndarray]]:
-    """Batches shaped unlike the trace input: [CLS] ... [SEP] ... [SEP] rows, two segments, padded with 0."""
+    """Batches of several shapes: [CLS] ... [SEP] ... [SEP] rows, two segments, padded with 0."""
     rng = np.random.default_rng(seed)
     batches = []
     for lengths in CHECK_LENGTHS:
@@ -144,39 +63,92 @@ def check_batches(vocab_size: int, *, seed: int = 0) -> list[dict[str, np.ndarra
     return batches
 
 
-def check(onnx_path: Path, model: Any, *, qa: bool, tolerance: float = TOLERANCE, label: str | None = None) -> float:
-    """Run the fp32 graph at ``onnx_path`` and ``model`` in torch on :func:`check_batches`; compare the outputs at
-    the real (unpadded) tokens. Returns the largest difference; ModelError if it exceeds ``tolerance``."""
+def summarise(outputs: list[np.ndarray], batch: dict[str, np.ndarray], *, qa: bool) -> list[list[float]]:
+    """What a reference keeps of a batch's outputs: the reader's start and end logits at every real token; the
+    embedder's mean-pooled hidden state and the first and last real tokens' hidden states of each row."""
+    real = batch["attention_mask"].astype(bool)
+    if qa:
+        return [[float(v) for v in out[real]] for out in outputs]
+    (hidden,) = outputs
+    rows = []
+    for i, keep in enumerate(real):
+        tokens = hidden[i][keep]
+        rows.append([float(v) for v in np.concatenate([tokens.mean(axis=0), tokens[0], tokens[-1]])])
+    return rows
+
+
+def reference_outputs(kind: str, folder: Path) -> dict:
+    """The outputs torch computes from the weights in ``folder`` on :func:`check_batches` (needs torch)."""
     import torch
 
-    label = label or str(onnx_path)
+    qa = kind == "reader"
+    if qa:
+        from rag.reader.model import SpanReader
 
-    sess = session(onnx_path, threads=1)
-    worst = 0.0
+        model = SpanReader.load(folder, backend="torch").model
+    else:
+        from sentence_transformers import SentenceTransformer
+
+        model = SentenceTransformer(str(folder), device="cpu", local_files_only=True)[0].auto_model
+    model = model.float().eval()
+    batches = []
     for batch in check_batches(int(model.config.vocab_size)):
-        shape = "x".join(map(str, batch["input_ids"].shape))
-        try:
-            got = run(sess, batch)
-        except Exception as exc:  # noqa: BLE001 - a graph that cannot run this shape is unusable
-            raise ModelError(f"the ONNX graph {label} fails on a {shape} batch: {exc}") from exc
         with torch.inference_mode():
             out = model(**{name: torch.from_numpy(batch[name]) for name in INPUTS})
-        want = [out.start_logits, out.end_logits] if qa else [out.last_hidden_state]
-        real = batch["attention_mask"].astype(bool)
-        for name, a, b in zip(("start logits", "end logits") if qa else ("hidden states",), got, want, strict=True):
-            b = b.float().numpy()
-            if a.shape != b.shape:
-                raise ModelError(
-                    f"the ONNX graph {label} differs from torch on a {shape} batch: "
-                    f"{name} of shape {a.shape}, torch {b.shape}"
-                )
-            diff = float(np.abs(a[real] - b[real]).max())
-            if not diff <= tolerance:  # also refuses NaN
-                raise ModelError(
-                    f"the ONNX graph {label} differs from torch on a {shape} batch: "
-                    f"max abs difference in the {name} {diff:.3g} > {tolerance:g}"
-                )
-            worst = max(worst, diff)
+        got = [out.start_logits, out.end_logits] if qa else [out.last_hidden_state]
+        rows = summarise([t.float().numpy() for t in got], batch, qa=qa)
+        batches.append([[round(v, 6) for v in row] for row in rows])
+    return {
+        "kind": kind,
+        "weights_sha256": sha256_file(folder / "model.safetensors"),
+        "vocab_size": int(model.config.vocab_size),
+        "computed_by": f"torch {torch.__version__}",
+        "batches": batches,
+    }
+
+
+def write_reference(kind: str, folder: Path, target: Path | None = None) -> Path:
+    """Compute the reference outputs in torch and write them (the reader's beside its weights)."""
+    target = target or (folder / REFERENCE if kind == "reader" else EMBEDDER_REFERENCE)
+    target.write_text(json.dumps(reference_outputs(kind, folder)) + "\n")
+    return target
+
+
+def reference_for(kind: str, folder: Path) -> dict | None:
+    """The reference outputs for the model in ``folder``: its own file, else (the embedder) the packaged one
+    when it was computed from these weights; None when there are none."""
+    if (folder / REFERENCE).is_file():
+        return json.loads((folder / REFERENCE).read_text())
+    if kind == "embedder" and EMBEDDER_REFERENCE.is_file():
+        packaged = json.loads(EMBEDDER_REFERENCE.read_text())
+        if packaged["weights_sha256"] == sha256_file(folder / "model.safetensors"):
+            return packaged
+    return None
+
+
+def check(onnx_path: Path, reference: dict, *, tolerance: float = TOLERANCE, label: str | None = None) -> float:
+    """Run the fp32 graph at ``onnx_path`` on :func:`check_batches` and compare with ``reference`` (torch's
+    outputs from the same weights). Returns the largest difference; ModelError if it exceeds ``tolerance``."""
+    label = label or str(onnx_path)
+    qa = reference["kind"] == "reader"
+    sess = session(onnx_path, threads=1)
+    worst = 0.0
+    for batch, want in zip(check_batches(int(reference["vocab_size"])), reference["batches"], strict=True):
+        shape = "x".join(map(str, batch["input_ids"].shape))
+        try:
+            got = summarise(run(sess, batch), batch, qa=qa)
+        except Exception as exc:  # noqa: BLE001 - a graph that cannot run this shape is unusable
+            raise ModelError(f"the ONNX graph {label} fails on a {shape} batch: {exc}") from exc
+        what = "logits" if qa else "hidden states"
+        if [len(r) for r in got] != [len(r) for r in want]:
+            raise ModelError(f"the ONNX graph {label} differs from torch on a {shape} batch: {what} of another shape")
+        diff = max(float(np.abs(np.asarray(a) - np.asarray(b)).max()) for a, b in zip(got, want, strict=True))
+        if not diff <= tolerance:  # also refuses NaN
+            raise ModelError(
+                f"the ONNX graph {label} differs from torch on a {shape} batch: "
+                f"max abs difference in the {what} {diff:.3g} > {tolerance:g}"
+            )
+        worst = max(worst, diff)
     return worst
 
 
@@ -275,7 +247,7 @@ def _quiet_quantizer() -> Iterator[None]:
             root.removeHandler(guard)
 
 
-# ------------------------------------------------------------------------------------------ exported files
+# ------------------------------------------------------------------------------------------ built files
 
 KINDS = ("embedder", "reader")
 
@@ -284,48 +256,57 @@ def model_path(kind: str, folder: Path, *, int8: bool) -> Path:
     """Where the ONNX file of the model in ``folder`` is cached (named by its weights' checksum)."""
     if kind not in KINDS:
         raise ModelError(f"ONNX model kind must be one of {', '.join(KINDS)}, got {kind!r}")
-    path = cache_dir() / f"{kind}-{weights_key(folder / 'model.safetensors')}.onnx"
+    path = cache_dir() / f"{kind}-{weights_key(folder / 'model.safetensors')}-{GRAPH_RECIPE}.onnx"
     return path.with_name(f"{path.stem}-int8-{INT8_RECIPE}.onnx") if int8 else path
 
 
 def ensure(kind: str, folder: Path, *, int8: bool) -> Path:
-    """The cached ONNX file for a model, exported (and quantised) first when it is missing.
-
-    The export needs torch; it runs in a child process (``python -m rag.onnx``), so that a process serving
-    from ONNX never imports torch and keeps its memory (torch and transformers are most of a serving process's
-    resident size when imported)."""
-    import subprocess
-    import sys
-
+    """The cached ONNX file for a model, built (checked, and quantised) first when it is missing."""
     target = model_path(kind, folder, int8=int8)
     if target.is_file():
         return target
-    log.info(
-        "exporting the %s to ONNX%s in a child process, once per machine (about 15 s): %s",
-        kind,
-        " and quantising it to int8" if int8 else "",
-        target,
-    )
-    command = [sys.executable, "-m", "rag.onnx", kind, str(folder)] + (["--int8"] if int8 else [])
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0 or not target.is_file():
-        tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
-        raise ModelError(f"exporting the {kind} in {folder} to ONNX failed: " + " | ".join(tail))
-    return target
+    return build_model(kind, folder, int8=int8)
 
 
-def export_model(kind: str, folder: Path, *, int8: bool) -> Path:
-    """Export (and quantise) one model in this process: loads it in torch. ``ensure`` calls it in a child."""
+def build(kind: str, folder: Path, path: Path) -> Path:
+    """Write the fp32 graph of the model in ``folder`` at ``path``, once it agrees with the reference outputs.
+
+    Nothing is written when it does not (ModelError names the difference); a reader folder without a reference
+    file (trained before they were written) is built with a warning."""
+    import onnx as onnx_lib
+    from safetensors.numpy import load_file
+
+    from rag.onnx_graph import bert_graph
+
+    reference = reference_for(kind, folder)
+    weights_sha = sha256_file(folder / "model.safetensors")
+    if reference is not None and reference["weights_sha256"] != weights_sha:
+        raise ModelError(f"the reference outputs for the {kind} in {folder} were computed from other weights")
+    log.info("building the %s's ONNX graph from its weights, once per machine (about 2 s): %s", kind, path)
+    config = json.loads((folder / "config.json").read_text())
+    try:
+        graph = bert_graph(load_file(str(folder / "model.safetensors")), config, qa=kind == "reader")
+    except (KeyError, ValueError) as exc:
+        raise ModelError(f"the {kind} in {folder} is not a BERT encoder this project can build: {exc}") from exc
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    try:
+        onnx_lib.save(graph, str(tmp))
+        if reference is None:
+            log.warning("no torch reference outputs for the %s in %s: its ONNX graph is not checked", kind, folder)
+        else:
+            check(tmp, reference, label=f"{path} (not written)")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def build_model(kind: str, folder: Path, *, int8: bool) -> Path:
+    """Build (and quantise) one model's ONNX file into the cache."""
     fp32 = model_path(kind, folder, int8=False)
     if not fp32.is_file():
-        if kind == "embedder":
-            from sentence_transformers import SentenceTransformer
-
-            export(SentenceTransformer(str(folder), device="cpu", local_files_only=True)[0].auto_model, fp32, qa=False)
-        else:
-            from rag.reader.model import SpanReader
-
-            export(SpanReader.load(folder, backend="torch").model, fp32, qa=True)
+        build(kind, folder, fp32)
     if not int8:
         return fp32
     target = model_path(kind, folder, int8=True)
@@ -335,15 +316,16 @@ def export_model(kind: str, folder: Path, *, int8: bool) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m rag.onnx embedder|reader FOLDER [--int8]``: export one model's ONNX file into the cache."""
+    """``python -m rag.onnx reference embedder|reader FOLDER``: compute torch's reference outputs for a model
+    (needs torch: the training extra) and write them where the ONNX build looks for them."""
     import argparse
 
     parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("action", choices=["reference"])
     parser.add_argument("kind", choices=KINDS)
     parser.add_argument("folder", type=Path)
-    parser.add_argument("--int8", action="store_true")
     args = parser.parse_args(argv)
-    print(export_model(args.kind, args.folder, int8=args.int8))
+    print(write_reference(args.kind, args.folder))
 
 
 if __name__ == "__main__":

@@ -1,12 +1,14 @@
-"""rag/onnx.py: the one-off ONNX exports, from an EMPTY cache as on a new machine, checked against torch.
+"""rag/onnx.py, rag/onnx_graph.py: the ONNX graphs built from the weights without torch, from an EMPTY cache as
+on a new machine, checked against torch.
 
-The real reader and embedder are exported once each (about 10 s apiece); the export check's failure and the
-quiet quantiser use a tiny random BERT, which exports in well under a second."""
+The real reader and embedder are built once each (about 2 s apiece); the graph against torch, the check's
+failure and the quiet quantiser also use a tiny random BERT."""
 
 from __future__ import annotations
 
+import json
 import logging
-import warnings
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -34,24 +36,16 @@ def _stages(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage().split(",")[0] for r in caplog.records if r.name == "rag.onnx"]
 
 
-def _tracer_warnings(caught: list[warnings.WarningMessage]) -> list[str]:
-    import torch
-
-    return [str(w.message) for w in caught if issubclass(w.category, torch.jit.TracerWarning)]
-
-
-def test_reader_exports_into_an_empty_cache_and_agrees_with_torch(empty_cache, caplog):
+def test_reader_builds_into_an_empty_cache_without_torch_and_agrees_with_torch(empty_cache, caplog):
     from rag.reader.model import DEFAULT_READER_DIR, SpanReader
 
     caplog.set_level(logging.INFO)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        onnx.export_model("reader", DEFAULT_READER_DIR, int8=False)  # what the child runs (rag.onnx.ensure)
-    assert [p.name for p in empty_cache.iterdir()] == [f"reader-{onnx.weights_key(reader_weights())}.onnx"]
-    assert _stages(caplog) == ["exporting the reader to ONNX and checking it against torch"]
-    assert _tracer_warnings(caught) == []
+    path = onnx.ensure("reader", DEFAULT_READER_DIR, int8=False)
+    assert [p.name for p in empty_cache.iterdir()] == [path.name]
+    assert path.name.startswith(f"reader-{onnx.weights_key(reader_weights())}")
+    assert _stages(caplog) == ["building the reader's ONNX graph from its weights"]
 
-    reader = SpanReader.load(backend="onnx")  # the cached file: no export, no torch model
+    reader = SpanReader.load(backend="onnx")  # the cached file: no build, no torch model
     assert reader.model is None
     enc = reader.tokenizer([QUESTION] * 2, PASSAGES, padding=True, return_tensors="np")
     batch = {name: enc[name] for name in onnx.INPUTS}
@@ -61,17 +55,14 @@ def test_reader_exports_into_an_empty_cache_and_agrees_with_torch(empty_cache, c
         assert np.abs(got[real] - want[real]).max() < onnx.TOLERANCE
 
 
-def test_embedder_exports_into_an_empty_cache_and_agrees_with_torch(empty_cache, caplog):
+def test_embedder_builds_into_an_empty_cache_and_agrees_with_torch(empty_cache, caplog):
     from rag.embedding import Embedder, model_dir
 
     caplog.set_level(logging.INFO)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        onnx.export_model("embedder", model_dir(), int8=False)
-    (exported,) = empty_cache.iterdir()
-    assert exported.name.startswith("embedder-") and exported.suffix == ".onnx"
-    assert _stages(caplog) == ["exporting the embedder to ONNX and checking it against torch"]
-    assert _tracer_warnings(caught) == []
+    onnx.ensure("embedder", model_dir(), int8=False)
+    (built,) = empty_cache.iterdir()
+    assert built.name.startswith("embedder-") and built.suffix == ".onnx"
+    assert _stages(caplog) == ["building the embedder's ONNX graph from its weights"]
 
     embedder = Embedder(backend="onnx").load()
     texts = [QUESTION, *PASSAGES]
@@ -80,9 +71,25 @@ def test_embedder_exports_into_an_empty_cache_and_agrees_with_torch(empty_cache,
     assert np.abs(got - want).max() < 1e-4
 
 
-def test_serving_from_an_empty_cache_exports_in_a_child_and_never_imports_torch(tmp_path):
-    """A first start on a new machine: both int8 files are made by child processes; the process that loads
-    the pipeline and answers has neither torch nor transformers imported."""
+@pytest.mark.parametrize("kind", onnx.KINDS)
+def test_the_shipped_reference_outputs_are_torchs_on_the_shipped_weights(kind):
+    """The files every build is checked against cannot go stale: torch recomputes them here."""
+    from rag.embedding import model_dir
+    from rag.reader.model import DEFAULT_READER_DIR
+
+    folder = DEFAULT_READER_DIR if kind == "reader" else model_dir()
+    shipped = onnx.reference_for(kind, folder)
+    assert shipped is not None
+    fresh = onnx.reference_outputs(kind, folder)
+    assert shipped["weights_sha256"] == fresh["weights_sha256"]
+    for a, b in zip(shipped["batches"], fresh["batches"], strict=True):
+        for row_a, row_b in zip(a, b, strict=True):
+            assert np.abs(np.asarray(row_a) - np.asarray(row_b)).max() < 1e-4
+
+
+def test_serving_from_an_empty_cache_builds_its_graphs_and_never_imports_torch(tmp_path):
+    """A first start on a new machine: the process that builds both int8 files, loads the pipeline and answers
+    has neither torch nor transformers imported."""
     import json
     import os
     import subprocess
@@ -110,59 +117,71 @@ def test_serving_from_an_empty_cache_exports_in_a_child_and_never_imports_torch(
     assert names == ["embedder", "embedder-int8", "reader", "reader-int8"]
 
 
-def tiny_bert():
-    from transformers import BertConfig, BertModel
+def tiny_bert(tmp_path: Path, *, qa: bool = False) -> Path:
+    """A tiny random BERT saved as a model folder (weights, config), as training or a package would leave it."""
+    from safetensors.torch import save_file
+    from transformers import BertConfig, BertForQuestionAnswering, BertModel
 
     config = BertConfig(
-        vocab_size=4000,  # the trace input has ids up to 3231
+        vocab_size=4000,
         hidden_size=32,
         num_hidden_layers=2,
         num_attention_heads=2,
         intermediate_size=64,
         max_position_embeddings=512,
     )
-    return BertModel(config).eval()
+    model = (BertForQuestionAnswering if qa else BertModel)(config).eval()
+    folder = tmp_path / ("tiny-reader" if qa else "tiny")
+    folder.mkdir()
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
+    config.to_json_file(str(folder / "config.json"))
+    return folder
 
 
-def test_an_export_that_does_not_generalise_is_refused_and_not_written(empty_cache, monkeypatch):
+def torch_reference(kind: str, folder: Path) -> dict:
+    """rag.onnx.reference_outputs for a plain transformers folder (the tiny models are not sentence-transformers)."""
     import torch
+    from transformers import BertForQuestionAnswering, BertModel
 
-    traceable = onnx._traceable
+    qa = kind == "reader"
+    model = (BertForQuestionAnswering if qa else BertModel).from_pretrained(str(folder)).eval()
+    batches = []
+    for batch in onnx.check_batches(4000):
+        with torch.inference_mode():
+            out = model(**{name: torch.from_numpy(batch[name]) for name in onnx.INPUTS})
+        got = [out.start_logits, out.end_logits] if qa else [out.last_hidden_state]
+        batches.append(onnx.summarise([t.numpy() for t in got], batch, qa=qa))
+    return {"kind": kind, "vocab_size": 4000, "weights_sha256": "", "batches": batches}
 
-    def frozen_length(bert, head):
-        """The failure the check exists for: Python reads a shape, so the trace keeps the trace input's length."""
-        inner = traceable(bert, head)
 
-        class Frozen(torch.nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.inner = inner
+@pytest.mark.parametrize("kind", onnx.KINDS)
+def test_a_built_graph_computes_what_torch_computes(tmp_path, kind):
+    folder = tiny_bert(tmp_path, qa=kind == "reader")
+    path = onnx.build(kind, folder, tmp_path / "tiny.onnx")  # no reference file: built unchecked, warned
+    assert onnx.check(path, torch_reference(kind, folder)) < 1e-5
 
-            def forward(self, input_ids, attention_mask, token_type_ids):
-                seq = int(input_ids.shape[1])  # 8 in the trace, for ever after
-                return self.inner(input_ids, attention_mask, token_type_ids)[:, :seq]
 
-        return Frozen().eval()
+def test_a_graph_that_disagrees_with_torch_is_refused_and_not_written(tmp_path, empty_cache):
+    from rag.reader.model import DEFAULT_READER_DIR
 
-    monkeypatch.setattr(onnx, "_traceable", frozen_length)
-    target = empty_cache / "tiny.onnx"
-    refused = r"tiny.onnx \(not written\) differs from torch on a 3x40 batch: hidden states of shape \(3, 8, 32\)"
-    with pytest.raises(ModelError, match=refused):
-        onnx.export(tiny_bert(), target, qa=False)
+    folder = tmp_path / "reader"
+    shutil.copytree(DEFAULT_READER_DIR, folder)
+    reference = json.loads((folder / onnx.REFERENCE).read_text())
+    reference["batches"][1][0][3] += 0.01  # torch said something else for the 3x40 batch
+    (folder / onnx.REFERENCE).write_text(json.dumps(reference))
+    with pytest.raises(ModelError, match=r"\(not written\) differs from torch on a 3x40 batch: max abs difference"):
+        onnx.ensure("reader", folder, int8=False)
     assert list(empty_cache.iterdir()) == []  # neither the file nor its temporary
 
-
-def test_an_export_with_wrong_numbers_is_refused(tmp_path, monkeypatch):
-    model = tiny_bert()
-    path = onnx.export(model, tmp_path / "tiny.onnx", qa=False)
-    assert onnx.check(path, model, qa=False) < onnx.TOLERANCE
-    model.encoder.layer[-1].output.LayerNorm.bias.data += 0.01  # torch now computes something else than the graph
-    with pytest.raises(ModelError, match=r"max abs difference in the hidden states .* > 0.001"):
-        onnx.check(path, model, qa=False)
+    reference["weights_sha256"] = "0" * 64
+    (folder / onnx.REFERENCE).write_text(json.dumps(reference))
+    with pytest.raises(ModelError, match="computed from other weights"):
+        onnx.ensure("reader", folder, int8=False)
 
 
 def test_quantising_says_one_line_and_leaves_logging_as_it_was(tmp_path, caplog):
-    source = onnx.export(tiny_bert(), tmp_path / "tiny.onnx", qa=False)
+    source = onnx.build("embedder", tiny_bert(tmp_path), tmp_path / "tiny.onnx")
+    caplog.clear()  # (the build's warning: no reference outputs for the tiny model)
     caplog.set_level(logging.DEBUG)  # onnxruntime.quantization's INFO and WARNING records would pass this
     onnx.quantize_int8(source, tmp_path / "tiny-int8.onnx")
     assert (tmp_path / "tiny-int8.onnx").is_file()
@@ -189,6 +208,6 @@ def reader_weights() -> Path:
 def test_sessions_do_not_spin_between_runs(tmp_path):
     """The embedder's and the reader's sessions run one after the other in each request: spin-waiting threads
     of the first took the cores from the second (rag.onnx.session)."""
-    path = onnx.export(tiny_bert(), tmp_path / "tiny.onnx", qa=False)
+    path = onnx.build("embedder", tiny_bert(tmp_path), tmp_path / "tiny.onnx")
     options = onnx.session(path, 1).get_session_options()
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"

@@ -51,14 +51,18 @@ class PassageReading:
 
 
 def save_reader(model: Any, out_dir: Path, record: dict) -> None:
-    """fp16 safetensors + config, so the weights stay under 50 MB and load without a hub."""
+    """fp16 safetensors + config, so the weights stay under 50 MB and load without a hub; and torch's outputs
+    from the saved weights on the check batches, against which the ONNX graph is checked (``rag.onnx``)."""
     from safetensors.torch import save_file
+
+    from rag import onnx
 
     out_dir.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").half().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
     model.config.to_json_file(str(out_dir / "config.json"))
     (out_dir / "reader.json").write_text(json.dumps(record, indent=2) + "\n")
+    onnx.write_reference("reader", out_dir)
 
 
 class SpanReader:
@@ -103,11 +107,11 @@ class SpanReader:
     def load(
         cls, path: str | Path | None = None, *, threads: int | None = None, backend: str = "onnx", device: str = "cpu"
     ) -> SpanReader:
-        """Load the weights once. ``backend``: ``onnx`` (fp32, exported once and cached), ``onnx-int8``
+        """Load the weights once. ``backend``: ``onnx`` (fp32, built once and cached), ``onnx-int8``
         (selectively quantised, see rag.onnx.quantize_int8) or ``torch`` (on ``device``, e.g. ``cuda``).
 
         On the ONNX backends this process never imports torch or transformers: the tokenizer comes from
-        ``tokenizers`` (rag/tokenizer.py) and the export, the first time, runs in a child (``rag.onnx.ensure``)."""
+        ``tokenizers`` (rag/tokenizer.py) and the graph is built from the weights without torch (``rag.onnx.ensure``)."""
         folder = Path(path) if path else DEFAULT_READER_DIR
         weights = folder / "model.safetensors"
         if not weights.is_file():
