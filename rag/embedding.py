@@ -107,6 +107,9 @@ class Embedder:
     def _load_torch(self) -> None:
         if self._model is not None:
             return
+        from rag.extras import need
+
+        need("sentence_transformers", "train", "the embedder in torch (RAG_EMBED_BACKEND=torch)")
         try:
             import transformers
             from sentence_transformers import SentenceTransformer

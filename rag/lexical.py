@@ -54,7 +54,8 @@ class BM25Index:
     def build(self, texts: Sequence[str]) -> BM25Index:
         bm25s = _bm25s()
 
-        self._bm25 = bm25s.BM25(k1=self.settings.k1, b=self.settings.b)
+        # numpy, not scipy, builds the matrix in every install (the same arrays; scipy is not a serving dependency).
+        self._bm25 = bm25s.BM25(k1=self.settings.k1, b=self.settings.b, csc_backend="numpy")
         self.size = len(texts)
         tokens = [self.tokenize(t) for t in texts]
         self.lengths = np.array([len(t) for t in tokens], dtype=np.int32)

@@ -79,7 +79,9 @@ def summarise(outputs: list[np.ndarray], batch: dict[str, np.ndarray], *, qa: bo
 
 def reference_outputs(kind: str, folder: Path) -> dict:
     """The outputs torch computes from the weights in ``folder`` on :func:`check_batches` (needs torch)."""
-    import torch
+    from rag.extras import need
+
+    torch = need("torch", "train", "computing torch's reference outputs")
 
     qa = kind == "reader"
     if qa:

@@ -4,6 +4,7 @@ table, and the ``eval/results/README.md`` table that collects the headline numbe
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -28,6 +29,8 @@ from rag.evaluation.metrics import (
 HIT_KS = (1, 3, 5, 10)
 CALIBRATION_BINS = 10
 README_NAME = "README.md"
+
+log = logging.getLogger(__name__)
 
 
 def _mean(values: Iterable[float]) -> float:
@@ -228,7 +231,13 @@ def result_record(r: QuestionResult) -> dict[str, Any]:
 
 
 def plot_report(summary: dict[str, Any], results: Sequence[QuestionResult], path: Path) -> None:
-    """Recall@k curve, latency histogram and (QA) the risk-coverage curve, written with the Agg backend."""
+    """Recall@k curve, latency histogram and (QA) the risk-coverage curve, written with the Agg backend; skipped
+    with a note when matplotlib (the eval extra) is not installed."""
+    from rag.extras import have
+
+    if not have("matplotlib"):
+        log.warning("%s not drawn: matplotlib is not installed (pip install -e '.[eval]')", path)
+        return
     import matplotlib
 
     matplotlib.use("Agg")

@@ -20,6 +20,7 @@ the three unanswerable kinds for a ninth each, whatever their numbers in the ben
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -318,15 +319,19 @@ def write_trust(report: dict[str, Any], out_dir: Path) -> None:
     mix, and the share declined per kind against the threshold)."""
     import json
 
+    from rag.evaluation.report import finite, plot_risk_coverage
+    from rag.extras import have
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "summary.json").write_text(json.dumps(finite(report), indent=2) + "\n", encoding="utf-8")
+    if not have("matplotlib"):
+        logging.getLogger(__name__).warning("report.png not drawn: matplotlib is not installed (the eval extra)")
+        return
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from rag.evaluation.report import finite, plot_risk_coverage
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "summary.json").write_text(json.dumps(finite(report), indent=2) + "\n", encoding="utf-8")
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     plot_risk_coverage(left, [("cross-fitted score, on the mix", report["curve"])])
     left.legend()

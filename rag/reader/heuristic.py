@@ -75,8 +75,10 @@ class HeuristicReader:
 
     def load(self) -> HeuristicReader:
         if self._nlp is None:
-            import spacy
+            from rag.extras import need
 
+            spacy = need("spacy", "heuristic", "the heuristic reader (RAG_READER=heuristic)")
+            need(SPACY_MODEL, "heuristic", "the heuristic reader (RAG_READER=heuristic)")
             self._nlp = spacy.load(SPACY_MODEL, disable=["parser", "lemmatizer"])
         return self
 

@@ -111,7 +111,7 @@ class SpanReader:
         (selectively quantised, see rag.onnx.quantize_int8) or ``torch`` (on ``device``, e.g. ``cuda``).
 
         On the ONNX backends this process never imports torch or transformers: the tokenizer comes from
-        ``tokenizers`` (rag/tokenizer.py) and the graph is built from the weights without torch (``rag.onnx.ensure``)."""
+        ``tokenizers`` (rag/tokenizer.py); the graph is built from the weights without torch (``rag.onnx.ensure``)."""
         folder = Path(path) if path else DEFAULT_READER_DIR
         weights = folder / "model.safetensors"
         if not weights.is_file():
@@ -136,6 +136,9 @@ class SpanReader:
             )
         if backend != "torch":
             raise ModelError(f"reader backend must be onnx, onnx-int8 or torch, got {backend!r}")
+        from rag.extras import need
+
+        need("transformers", "train", "the reader in torch (RAG_READER_BACKEND=torch)")
         import torch
         from safetensors.torch import load_file
         from transformers import AutoConfig, AutoModelForQuestionAnswering, AutoTokenizer
