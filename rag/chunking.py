@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 from rag.errors import ValidationError
+from rag.sentences import is_soft_break
 
 #: Token character offsets of each text, e.g. from the embedder's tokenizer (special tokens left out).
 TokenOffsets = Callable[[Sequence[str]], list[list[tuple[int, int]]]]
@@ -129,7 +130,8 @@ def _trim(text: str, start: int, end: int) -> list[Span]:
 
 
 def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[Span]:
-    """Sentence spans inside ``text[start:end]``; line breaks always end a sentence."""
+    """Sentence spans inside ``text[start:end]``; a hard line break ends a sentence, a soft one (a wrapped
+    paragraph line, ``rag.sentences.is_soft_break``) is a space."""
     end = len(text) if end is None else end
     spans: list[Span] = []
     for line_start, line_end in _lines(text, start, end):
@@ -156,13 +158,20 @@ def _split_cjk(text: str, start: int, end: int) -> list[Span]:
 
 
 def _lines(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """The ``(start, end)`` of each run of text between hard line breaks (a wrapped paragraph is one run)."""
     out = []
-    pos = start
+    pos = line_start = start
     while pos < end:
         nl = text.find("\n", pos, end)
-        stop = end if nl == -1 else nl
-        out.append((pos, stop))
-        pos = stop + 1
+        if nl == -1:
+            break
+        pos = nl + 1
+        if nl + 1 < end and is_soft_break(text, nl):
+            continue
+        out.append((line_start, nl))
+        line_start = pos
+    if line_start < end:
+        out.append((line_start, end))
     return out
 
 

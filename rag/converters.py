@@ -85,7 +85,7 @@ def _pdf_info(reader: Any) -> dict[str, Any]:
     meta = reader.metadata
     if meta is None:
         return {}
-    info: dict[str, Any] = {"title": _clean(meta.get("/Title")), "author": _clean(meta.get("/Author"))}
+    info: dict[str, Any] = {"title": _clean(meta.get("/Title")), "author": _author(meta.get("/Author"))}
     try:
         created = meta.creation_date  # parsed from "D:20241108120000Z"; malformed dates raise
     except Exception:
@@ -120,7 +120,7 @@ def docx_to_text(data: bytes, max_bytes: int) -> Converted:
                 heading = text
             blocks.append(text)
         props = document.core_properties
-        title, author, created = _clean(props.title), _clean(props.author), props.created
+        title, author, created = _clean(props.title), _author(props.author), props.created
     except Exception as exc:  # as for PDFs: a malformed file is skipped with its reason, never a crash
         raise LoadError(f"not a readable Word file ({type(exc).__name__}: {exc})") from exc
     text = BLOCK_SEPARATOR.join(blocks)
@@ -163,3 +163,24 @@ def _check_unzipped_size(data: bytes, max_bytes: int) -> None:
 def _clean(value: Any) -> str | None:
     text = " ".join(str(value).split()) if value is not None else ""
     return text or None
+
+
+#: Authors that tools and templates write into a file's properties, not a person's name.
+PLACEHOLDER_AUTHORS = frozenset(
+    {
+        "python-docx",
+        "administrator",
+        "admin",
+        "user",
+        "author",
+        "unknown",
+        "owner",
+        "microsoft office user",
+        "windows user",
+    }
+)
+
+
+def _author(value: Any) -> str | None:
+    author = _clean(value)
+    return None if author is None or author.lower() in PLACEHOLDER_AUTHORS else author

@@ -192,10 +192,11 @@ _DATE_LINE = re.compile(
     r"(?:,?\s+\d{1,2}:\d{2}\s*(?:[ap]\.?m\.?)?)?\s*$",
     re.IGNORECASE,
 )
-_BYLINE = re.compile(r"^(?:by\s+)(?P<names>.+)$", re.IGNORECASE)
-_NAMES_LINE = re.compile(
-    r"^[A-Z][\w'.-]+(?:\s+[A-Z][\w'.-]+){0,3}(?:(?:,\s*|\s+and\s+)[A-Z][\w'.-]+(?:\s+[A-Z][\w'.-]+){0,3})*$"
-)
+#: One to four capitalised words ("Walter Sim", "J. K. Rowling"), names joined by commas, "and" or "&".
+_NAMES = r"[A-Z][\w'.-]+(?:\s+[A-Z][\w'.-]+){0,3}(?:(?:,\s*|\s+and\s+|\s*&\s*)[A-Z][\w'.-]+(?:\s+[A-Z][\w'.-]+){0,3})*"
+#: "By Walter Sim and Wendy Teo" (names only: "by publishing your own packages" is a sentence's wrapped line).
+_BYLINE = re.compile(rf"^by\s+(?P<names>{_NAMES})$", re.IGNORECASE)
+_NAMES_LINE = re.compile(rf"^{_NAMES}$")
 _SOURCE_LINE = re.compile(r"^(?:The\s+)?[A-Z][\w&.'-]*(?:\s+[A-Z][\w&.'-]*){0,4}$")
 _HEADER_LINES = 12
 

@@ -5,7 +5,9 @@ just a two-word span. The rules are the usual ones for English news text, decide
 characters on either side, never from the whole document, so the cost does not grow with the document:
 
 - a sentence ends at ``.``, ``!``, ``?`` or ``…`` (with any closing quotes or brackets after it) followed by
-  whitespace, at a CJK full stop, and at every line break (headings, list items and table rows are sentences);
+  whitespace, at a CJK full stop, and at a hard line break (headings, list items and table rows are sentences);
+  a *soft* line break, where a hard-wrapped paragraph (plain text, Markdown, a PDF's text layer) goes on to the
+  next line, is a space (:func:`is_soft_break`);
 - a full stop is not an end after a known abbreviation ("Mr.", "Dr.", "Jan.", "U.S.", "e.g.") or a single
   letter (initials: "J. K. Rowling"), and no mark is one when the next word starts in lower case ('"Stop!" she
   said'); decimals ("3.5") have no whitespace after the point, so they never end one;
@@ -52,6 +54,30 @@ ABBREVIATIONS = frozenset(
 )
 
 
+#: A wrapped line holds at least this much text: a shorter line before a break is a heading, a byline, a
+#: signature or the last line of a paragraph, and the break after it is hard.
+MIN_WRAPPED_LINE = 40
+#: Lines that Markdown (or a plain-text list) starts a block with: the break before them is hard.
+_BLOCK_START = re.compile(r"[ \t]{0,3}(?:[#>|]|```|~~~|[-*+•][ \t]|\d{1,3}[.)][ \t])|[ \t]{4}|\t")
+
+
+def is_soft_break(text: str, i: int) -> bool:
+    """Whether the line break ``text[i] == "\\n"`` only wraps a paragraph's line (a space for sentences), rather than
+    ending a block: not before a blank line, not after a heading or table row, not before a list item, heading,
+    quote, table row, fence or indented code; and either the line before holds at least ``MIN_WRAPPED_LINE``
+    characters or the next line goes on in lower case."""
+    nxt = i + 1
+    if nxt >= len(text) or text[nxt] in "\r\n":
+        return False
+    line_start = text.rfind("\n", 0, i) + 1
+    line = text[line_start:i].rstrip("\r")
+    if not line.strip() or line.lstrip(" \t").startswith(("#", "|", "```", "~~~")):
+        return False
+    if _BLOCK_START.match(text, nxt) is not None:
+        return False
+    return len(line.strip()) >= MIN_WRAPPED_LINE or text[nxt].islower()
+
+
 def sentence_around(text: str, start: int, end: int) -> tuple[int, int]:
     """``(s, e)`` with ``s <= start <= end <= e``: the sentence (or sentences) of ``text`` holding
     ``text[start:end]``, without the whitespace around it. Applied to its own result it returns it again."""
@@ -86,7 +112,9 @@ def _run_start(text: str, pos: int) -> int:
 
 def _is_end(text: str, m: re.Match[str]) -> bool:
     found = m.group()
-    if found == "\n" or found[0] in "\u3002\uff01\uff1f":
+    if found == "\n":
+        return not is_soft_break(text, m.start())
+    if found[0] in "\u3002\uff01\uff1f":
         return True
     nxt = text[m.end() : m.end() + 8].lstrip(" \t\u00a0")
     if nxt[:1].islower():  # "(...) he said." / "...and so on... then": the next word goes on

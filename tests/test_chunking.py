@@ -118,3 +118,22 @@ def test_property_chunks_are_exact_slices_of_any_text(text, budget, overlap):
 def test_property_real_tokenizer_on_unicode(embedder, text):
     spans = chunk_text(text, embedder.token_offsets, ChunkerSettings(max_tokens=32))
     check_offsets(text, spans)
+
+
+def test_sentences_of_a_hard_wrapped_paragraph_cross_its_soft_line_breaks_with_exact_offsets():
+    text = (
+        "Rust's `char` type is four bytes in size and it represents a Unicode Scalar\n"
+        "Value. The toolchain is installed with `rustup`, a command line tool for the\n"
+        "versions.\n"
+        "- a list item\n"
+        "## A heading\n"
+        "is a heading"
+    )
+    got = [text[s.start : s.end] for s in split_sentences(text)]
+    assert got == [
+        "Rust's `char` type is four bytes in size and it represents a Unicode Scalar\nValue.",
+        "The toolchain is installed with `rustup`, a command line tool for the\nversions.",
+        "- a list item",
+        "## A heading",
+        "is a heading",
+    ]

@@ -135,3 +135,9 @@ def test_uploads_take_their_ids_from_the_file_names():
     assert [d.source for d in result.documents] == ["a.pdf", "a.md", "b.pdf"]
     assert result.skipped[0] == ("b.pdf", "the same file name was uploaded twice; the first one is kept")
     assert result.skipped[1][0] == "c.docx" and result.skipped[1][1].startswith("not a Word file")
+
+
+@pytest.mark.parametrize("author", ["python-docx", "Administrator", "Microsoft Office User"])
+def test_an_author_a_tool_or_template_wrote_is_not_a_byline(author):
+    (doc,) = load_data(docx_bytes(["The quay wall was repaired."], author=author), "w.docx").documents
+    assert "byline" not in doc.meta

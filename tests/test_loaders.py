@@ -5,7 +5,7 @@ import json
 import pytest
 
 from rag.errors import ValidationError
-from rag.loaders import check_document_id, load_paths, markdown_title, path_id, slug_id
+from rag.loaders import check_document_id, load_paths, markdown_title, parse_text_document, path_id, slug_id
 from tests.conftest import SEED_DIR
 
 
@@ -302,3 +302,16 @@ def test_markdown_title_is_clean_and_the_text_is_the_file_unchanged(tmp_path):
     assert docs["security"].text == raw
     assert docs["front"].title == "Front title"
     assert docs["front"].text.startswith("---\ntitle:")
+
+
+def test_a_wrapped_line_that_starts_with_by_is_not_a_byline():
+    text = (
+        "The Cargo Book\n"
+        "Cargo downloads your dependencies and makes them available, and you share your work\n"
+        "by publishing your own packages. The crate registry at\n"
+        "crates.io holds them.\n"
+    )
+    doc = parse_text_document(text, doc_id="cargo", source=None, markdown=True)
+    assert "byline" not in doc.meta
+    signed = parse_text_document("Title\nBy J. K. Rowling & Tom Smith\n\nText.", doc_id="x", source=None)
+    assert signed.meta["byline"] == "J. K. Rowling & Tom Smith"

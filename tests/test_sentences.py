@@ -147,3 +147,45 @@ def test_long_texts_are_read_only_around_the_span(case: tuple[str, int, int]) ->
     assert s <= start <= end <= e
     assert start - s <= MAX_SENTENCE_CHARS and e - end <= MAX_SENTENCE_CHARS
     assert sentence_around(text, s, e) == (s, e)
+
+
+WRAPPED = """# Getting started
+
+The toolchain is installed with `rustup`, a command line tool for managing Rust
+versions and associated tools. Rust's `char` type is four bytes in size and it
+represents a Unicode Scalar Value.
+
+| name | size |
+| char | 4 |
+- a list item that is long enough to be a wrapped line of text in a paragraph
+- another item
+Walter Sim
+The Straits Times"""
+
+
+def test_a_hard_wrapped_paragraph_is_read_as_if_its_line_breaks_were_spaces():
+    start = WRAPPED.index("versions")
+    s, e = sentence_around(WRAPPED, start, start + len("versions"))
+    assert WRAPPED[s:e] == (
+        "The toolchain is installed with `rustup`, a command line tool for managing Rust\n"
+        "versions and associated tools."
+    )
+    start = WRAPPED.index("represents")
+    s, e = sentence_around(WRAPPED, start, start + 10)
+    assert WRAPPED[s:e].startswith("Rust's `char` type") and WRAPPED[s:e].endswith("Unicode Scalar Value.")
+
+
+@pytest.mark.parametrize(
+    ("word", "sentence"),
+    [
+        ("Getting", "# Getting started"),
+        ("char |", "| char | 4 |"),
+        ("another", "- another item"),
+        ("Walter", "Walter Sim"),  # a short line: a byline, a heading, a signature
+        ("Straits", "The Straits Times"),
+    ],
+)
+def test_headings_table_rows_list_items_and_short_lines_still_end_at_their_line_break(word, sentence):
+    start = WRAPPED.index(word)
+    s, e = sentence_around(WRAPPED, start, start + len(word))
+    assert WRAPPED[s:e] == sentence
