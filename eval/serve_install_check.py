@@ -52,6 +52,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--venv", required=True, type=Path)
     parser.add_argument("--max-mb", type=float, default=600.0)
+    parser.add_argument("--install-seconds", type=float, default=None, help="how long `make install` took")
     parser.add_argument("--out", type=Path, default=Path("eval/results/serve-install.json"))
     args = parser.parse_args()
     failures = []
@@ -90,6 +91,7 @@ def main() -> int:
         "python": sys.version.split()[0],
         "largest_distributions_mb": largest_distributions(),
         "extras_installed": present,
+        "install_seconds": args.install_seconds,
         "seconds_from_empty_caches": steps,
         "question": QUESTION,
         "answer": answer,
