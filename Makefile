@@ -18,7 +18,7 @@ LOCK_EXCLUDES := triton cuda-bindings cuda-toolkit nvidia-cudnn-cu13 nvidia-cusp
 TORCH_INDEX ?=
 
 .PHONY: install install-all lock serve test index eval eval-quick bench bench-quick bench-scale bench-ray bench-writes \
-	loadtest fuzz clean-index check-serve-install
+	loadtest soak fuzz clean-index check-serve-install
 
 # Serving only (requirements-serve.lock): ingest, index, ask, the page. No torch. --no-deps: the lock is complete,
 # and it leaves out sentence-transformers, which the embedder's weights package declares but serving never uses;
@@ -122,6 +122,12 @@ bench-ray: install-all
 # Thousands of requests at concurrency 8/32/64 and an overload level, against uvicorn on 127.0.0.1.
 loadtest: install-all
 	$(BIN)/python eval/loadtest.py
+
+# A real server for SOAK_MINUTES (default 30) under mixed reads at concurrency 16 and a write every second:
+# 5xx, acknowledged writes, p99 drift, memory, open files, disk per window (eval/results/soak.md).
+SOAK_MINUTES ?= 30
+soak: install-all
+	$(BIN)/python eval/soak.py --minutes $(SOAK_MINUTES) --shared $(SHARED)
 
 # Schemathesis against the service's own OpenAPI schema, many cases, a real server.
 fuzz: install-all
