@@ -602,6 +602,53 @@ def _calibrate(
         err.print(f"report written to {report}")
 
 
+feedback_app = typer.Typer(help="Users' verdicts on answers (POST /feedback): export them as a gold set.")
+app.add_typer(feedback_app, name="feedback")
+
+
+@feedback_app.command("export")
+def feedback_export(
+    index: IndexOpt = None,
+    out: Annotated[Path | None, typer.Option(help="Gold set (JSON lines) [default: INDEX/feedback/gold.jsonl]")] = None,
+    negatives: Annotated[Path | None, typer.Option(help="Also write the spans marked wrong here")] = None,
+) -> None:
+    """Write the feedback as a gold set that `rag eval --gold` reads: a span marked right or selected as the
+    answer is gold, "not in the articles" makes a question unanswerable, the latest verdict wins; feedback on a
+    document that changed since is stale and left out."""
+    from rag.errors import DocumentNotFound
+    from rag.feedback import FeedbackStore, export_gold, write_jsonl
+    from rag.store import CorpusIndex
+
+    settings = _settings(index)
+    store = FeedbackStore(settings.feedback_path())
+    records = store.records()
+    if not records:
+        err.print(f"no feedback in {store.path}")
+        raise typer.Exit(1)
+    try:
+        snapshot = CorpusIndex.load(settings.index_dir)
+    except RagError as exc:
+        raise _fail(exc) from None
+
+    def document(doc_id: str):
+        try:
+            return snapshot.get(doc_id)
+        except DocumentNotFound:
+            return None
+
+    exported = export_gold(records, document)
+    target = write_jsonl(exported.gold, out or settings.feedback_path().with_name("gold.jsonl"))
+    if negatives is not None:
+        write_jsonl(exported.negatives, negatives)
+    answerable = sum(1 for g in exported.gold if g["answerable"])
+    err.print(
+        f"{len(exported.gold)} questions ({answerable} answerable, {len(exported.gold) - answerable} not in the "
+        f"articles) from {exported.records} records; {exported.stale} stale, {len(exported.negatives)} spans "
+        f"marked wrong -> {escape(str(target))}"
+    )
+    err.print(f"evaluate: rag eval {escape(str(target))} --url http://127.0.0.1:8000")
+
+
 @app.command("verify")
 def verify_index(index: IndexOpt = None) -> None:
     """Check every byte of an index against its manifest's checksums (a load checks every file's size and

@@ -69,16 +69,37 @@ class Settings(BaseSettings):
     )
     log_level: str = Field("info", description="Log level")
 
+    feedback: Literal["off", "open", "key"] | None = Field(
+        None,
+        description="Who may send POST /feedback: off, open (anyone, rate-limited per client) or key (the write "
+        "key); default: open when `rag serve` binds a loopback address, key otherwise",
+    )
+    feedback_max_bytes: int = Field(
+        50 * 2**20, ge=1024, description="Size limit of the feedback file; beyond it POST /feedback answers 507"
+    )
+    feedback_per_minute: int = Field(30, ge=1, le=10_000, description="Feedback records one client may send a minute")
+
     def open_writes_refusal(self) -> str | None:
         """Why `rag serve` will not start with these settings (None: it may): open writes on an address other
         hosts can reach must be asked for twice."""
-        loopback = self.host in ("127.0.0.1", "localhost", "::1") or self.host.startswith("127.")
+        loopback = self.is_loopback()
         if self.allow_open_writes and not self.api_key and not loopback and not self.allow_open_writes_on_network:
             return (
                 f"RAG_ALLOW_OPEN_WRITES=true lets anyone who can reach {self.host}:{self.port} add and delete "
                 "documents; set RAG_API_KEY, bind 127.0.0.1, or also set RAG_ALLOW_OPEN_WRITES_ON_NETWORK=true"
             )
         return None
+
+    def is_loopback(self) -> bool:
+        return self.host in ("127.0.0.1", "localhost", "::1") or self.host.startswith("127.")
+
+    def feedback_mode(self) -> str:
+        """``RAG_FEEDBACK``, or its default: open on a loopback host, key otherwise."""
+        return self.feedback or ("open" if self.is_loopback() else "key")
+
+    def feedback_path(self) -> Path:
+        """The feedback file, beside the index (never part of its commits)."""
+        return Path(self.index_dir) / "feedback" / "feedback.jsonl"
 
     def index_settings(self) -> IndexSettings:
         return IndexSettings(

@@ -76,8 +76,12 @@ class WriteGuard:
         self.app = app
         self.settings = settings
 
+    def _needs_key(self, path: str) -> bool:
+        """Document writes always; feedback when RAG_FEEDBACK is key (open feedback is rate-limited instead)."""
+        return path.startswith("/documents") or (path == "/feedback" and self.settings.feedback_mode() == "key")
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] in WRITE_METHODS and scope["path"].startswith("/documents"):
+        if scope["type"] == "http" and scope["method"] in WRITE_METHODS and self._needs_key(scope["path"]):
             headers = dict(scope.get("headers") or [])
             refusal = writer_refusal(self.settings, headers.get(b"authorization", b"").decode("latin-1"))
             if refusal is not None:

@@ -22,6 +22,7 @@ from rag.errors import (
     ReadOnlyIndex,
     ValidationError,
 )
+from rag.feedback import FeedbackFull
 
 log = logging.getLogger("service")
 
@@ -36,6 +37,7 @@ _STATUS_CODES = {
     422: "validation_error",
     429: "too_many_requests",
     503: "unavailable",
+    507: "insufficient_storage",
 }
 
 
@@ -116,6 +118,8 @@ def install(app: FastAPI) -> None:
             return error_response(409, str(exc), "read_only_index")
         if isinstance(exc, IndexBusy):
             return error_response(503, str(exc), "index_busy", headers={"Retry-After": "5"})
+        if isinstance(exc, FeedbackFull):
+            return error_response(507, str(exc), "feedback_full")
         if isinstance(exc, IndexNotFound | IndexCorrupt | IndexMismatch):
             return error_response(503, f"index not loaded: {exc}", "index_unavailable")
         log.exception("library error on %s", request.url.path)

@@ -18,7 +18,7 @@ from service import errors
 from service.deps import WriteGuard
 from service.gate import Gate
 from service.observability import Metrics, RequestMiddleware
-from service.routers import ask, documents, health, pages
+from service.routers import ask, documents, feedback, health, pages
 
 log = logging.getLogger("service")
 
@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     errors.install(app)
     app.include_router(ask.router)
     app.include_router(documents.router)
+    app.include_router(feedback.router)
     app.include_router(health.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC), name="static")

@@ -371,3 +371,39 @@ UNPARSEABLE_REQUEST: dict[str, Any] = {
     "description": "Bad request; a request the HTTP server cannot parse gets its plain-text 400, before the app",
     "content": {"text/plain": {"schema": {"type": "string"}}},
 }
+
+
+class SpanIn(Strict):
+    document_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    start: int = Field(ge=0, le=MAX_DOCUMENT_CHARS)
+    end: int = Field(ge=0, le=MAX_DOCUMENT_CHARS)
+
+
+class ShownIn(SpanIn):
+    score: float | None = Field(None, ge=0, le=1, description="The score the answer was shown with")
+
+
+class FeedbackIn(Strict):
+    """A verdict on one question's answer."""
+
+    question: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS)
+    verdict: Literal["right", "wrong", "not_in_articles", "answer_is"] = Field(
+        description="right / wrong: the answer shown (give `shown`); not_in_articles: the articles do not hold the "
+        "answer; answer_is: this span is the answer (give `answer`)"
+    )
+    answer: SpanIn | None = Field(None, description="answer_is: the right span (offsets into the document's text)")
+    shown: ShownIn | None = Field(None, description="right / wrong: the answer that was shown")
+
+
+class FeedbackOut(BaseModel):
+    id: str
+    verdict: str
+    generation: int = Field(description="The index commit the feedback was given on")
+    records: int = Field(description="Feedback records kept so far")
+    questions: int = Field(description="Distinct questions with feedback so far")
+
+
+class FeedbackSummary(BaseModel):
+    mode: Literal["off", "open", "key"]
+    records: int
+    questions: int

@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
@@ -73,6 +74,7 @@ HARBOUR_PDF = pdf_bytes(
     ]
 )
 FOOTBRIDGE = "How much did the Clyde footbridge cost?"
+SERVED: dict[str, Path] = {}  # the folder the server fixture serves
 
 
 # ------------------------------------------------------------------------------------------------ fixtures
@@ -85,6 +87,7 @@ def server(tmp_path_factory, seed_index_dir, embedder) -> Iterator[str]:
     from service.main import create_app
 
     folder = tmp_path_factory.mktemp("browser") / "index"
+    SERVED["index"] = folder
     shutil.copytree(seed_index_dir, folder)
     settings = make_settings(folder, reader=READER)
     writer = Engine(settings, embedder)
@@ -366,3 +369,39 @@ def test_narrow_screen(page: Page, server: str):
     page.locator("#top-answer a.cite-link").click()
     expect(page.locator("#doc-highlight")).to_be_in_viewport()
     assert no_horizontal_scroll(page)
+
+
+def test_feedback_from_the_page_marks_an_answer_and_selects_the_right_words(page: Page, server: str):
+    import json
+
+    page.goto(server + "/")
+    page.fill("#question", TROOPS)
+    page.keyboard.press("Enter")
+    expect(page.locator("#top-answer")).to_be_visible()
+    page.locator("#answer-feedback").get_by_role("button", name="Right").click()
+    expect(page.locator("#answer-feedback .feedback-status")).to_contain_text("Thank you")
+
+    # Select the first 12 characters of the first passage and say they are the answer.
+    passage = page.locator(".passage").first
+    page.evaluate(
+        """() => {
+            const text = document.querySelector('#passage-text-0');
+            const walker = document.createTreeWalker(text, NodeFilter.SHOW_TEXT);
+            const first = walker.nextNode();
+            const range = document.createRange();
+            range.setStart(first, 0);
+            range.setEnd(first, 12);
+            const selection = window.getSelection();
+            selection.removeAllRanges();
+            selection.addRange(range);
+        }"""
+    )
+    selected = page.evaluate("window.getSelection().toString()")
+    passage.get_by_role("button", name="This is the answer").click()
+    expect(passage.locator(".feedback-status")).to_contain_text("Thank you")
+
+    path = SERVED["index"] / "feedback" / "feedback.jsonl"
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    right, chosen = records[-2], records[-1]
+    assert right["verdict"] == "right" and right["question"] == TROOPS and "28,500" in right["shown"]["text"]
+    assert chosen["verdict"] == "answer_is" and chosen["answer"]["text"] == selected and len(selected) == 12

@@ -357,6 +357,100 @@
     );
   }
 
+
+  // ------------------------------------------------------------------------------------------ feedback
+
+  /** POST /feedback, then say so in ``box`` (how many questions have been annotated, or what went wrong). */
+  async function sendFeedback(box, payload) {
+    box.textContent = "Sending…";
+    box.className = "feedback-status";
+    try {
+      const body = await api("/feedback", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify(payload),
+      });
+      box.textContent = "Thank you: saved (" + plural(body.questions, "question", "questions") + " annotated so far).";
+      box.className = "feedback-status done";
+    } catch (err) {
+      box.textContent = err.message || "Could not save the feedback.";
+      box.className = "feedback-status failed";
+    }
+  }
+
+  function spanOf(a) {
+    return { document_id: a.document_id, start: a.document_offset.start, end: a.document_offset.end };
+  }
+
+  /** "Was this right?" under an answer: right / wrong on the span shown. */
+  function answerFeedback(question, a) {
+    const box = el("span", { class: "feedback-status", role: "status" });
+    const send = (verdict) => sendFeedback(box, { question, verdict, shown: { ...spanOf(a), score: a.score } });
+    return el(
+      "p",
+      { class: "feedback", id: "answer-feedback" },
+      "Was this right? ",
+      el("button", { type: "button", class: "feedback-button", onclick: () => send("right") }, "Right"),
+      el("button", { type: "button", class: "feedback-button", onclick: () => send("wrong") }, "Wrong"),
+      " ",
+      box
+    );
+  }
+
+  /** Under "Not in the articles": agree, or point at the answer in a passage below. */
+  function noAnswerFeedback(question) {
+    const box = el("span", { class: "feedback-status", role: "status" });
+    return el(
+      "p",
+      { class: "feedback", id: "no-answer-feedback" },
+      el(
+        "button",
+        { type: "button", class: "feedback-button", onclick: () => sendFeedback(box, { question, verdict: "not_in_articles" }) },
+        "Correct, it is not in the articles"
+      ),
+      " or select the answer in a passage below and press “This is the answer”. ",
+      box
+    );
+  }
+
+  /** Characters of ``container``'s text before (``node``, ``offset``): a DOM position as a string offset. */
+  function textOffset(container, node, offset) {
+    const range = document.createRange();
+    range.selectNodeContents(container);
+    range.setEnd(node, offset);
+    return range.toString().length;
+  }
+
+  /** "This is the answer" under a passage: the words selected in it, as offsets into its document. */
+  function passageFeedback(question, p, textNode) {
+    const box = el("span", { class: "feedback-status", role: "status" });
+    const pick = () => {
+      const selection = window.getSelection();
+      if (!selection || selection.rangeCount === 0 || selection.isCollapsed) {
+        box.textContent = "Select the words that answer the question in this passage first.";
+        box.className = "feedback-status failed";
+        return;
+      }
+      const range = selection.getRangeAt(0);
+      if (!textNode.contains(range.startContainer) || !textNode.contains(range.endContainer)) {
+        box.textContent = "Select words inside this passage.";
+        box.className = "feedback-status failed";
+        return;
+      }
+      const from = textOffset(textNode, range.startContainer, range.startOffset);
+      const to = textOffset(textNode, range.endContainer, range.endOffset);
+      const base = p.document_offset.start;
+      sendFeedback(box, { question, verdict: "answer_is", answer: { document_id: p.document_id, start: base + from, end: base + to } });
+    };
+    return el(
+      "p",
+      { class: "feedback passage-feedback" },
+      el("button", { type: "button", class: "feedback-button", onclick: pick }, "This is the answer"),
+      " ",
+      box
+    );
+  }
+
   function renderResults(body) {
     const results = $("results");
     clear(results);
@@ -373,7 +467,8 @@
           { class: "card not-found", id: "not-found" },
           el("h2", {}, "Not in the articles"),
           el("p", { id: "no-answer-reason" }, noAnswerText(body, passages)),
-          thresholdNote(body)
+          thresholdNote(body),
+          noAnswerFeedback(body.question)
         )
       );
       if (possible.length) {
@@ -403,7 +498,8 @@
           thresholdNote(body),
           el("blockquote", { class: "sentence" }, sentenceNodes(top)),
           passageDetails(top),
-          citation(top)
+          citation(top),
+          answerFeedback(body.question, top)
         )
       );
       if (answers.length > 1) {
@@ -428,7 +524,7 @@
           "section",
           { class: "passages", "aria-labelledby": "passages-heading" },
           el("h2", { id: "passages-heading" }, "Passages searched"),
-          el("ol", { class: "passage-list" }, passages.map((p, i) => passageItem(p, i, answers)))
+          el("ol", { class: "passage-list" }, passages.map((p, i) => passageItem(p, i, answers, body.question)))
         )
       );
     }
@@ -445,7 +541,7 @@
     show(results, true);
   }
 
-  function passageItem(p, i, answers) {
+  function passageItem(p, i, answers, question) {
     const start = p.document_offset ? p.document_offset.start : null;
     const end = p.document_offset ? p.document_offset.end : null;
     // Mark the best answer that lies inside this passage, at its offset relative to the passage.
@@ -496,7 +592,8 @@
         )
       ),
       text,
-      toggle
+      toggle,
+      p.document_offset ? passageFeedback(question, p, text) : null
     );
   }
 
