@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 from answer_types import TYPES, QuestionTyper, span_type, type_evidence
+from verifier_experiment import summary
 
 from rag.evaluation.trust import paired_bootstrap, trust_report
 from rag.reader import fit_calibration as fc
@@ -37,18 +38,6 @@ def entities_of(nlp, texts: list[str]) -> dict[str, list[tuple[int, int, str]]]:
     for text, doc in zip(unique, nlp.pipe(unique, batch_size=256), strict=True):
         out[text] = [(e.start_char, e.end_char, e.label_) for e in doc.ents]
     return out
-
-
-def summary(report: dict) -> dict:
-    kinds, sel = report["kinds"], report["selective_mix"]
-    return {
-        "answerable_f1": round(kinds["answerable"]["f1"], 2),
-        **{f"declined_{k}": round(v["declined"], 4) for k, v in kinds.items()},
-        "right_among_given_mix": report["given_precision_mix"],
-        "auroc_mix": sel["auroc"],
-        "coverage_at_80_mix": sel["coverage_at_80"],
-        "aurc_mix": sel["aurc"],
-    }
 
 
 def main() -> None:

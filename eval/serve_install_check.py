@@ -9,6 +9,7 @@ standard library is used here); exit 1 when a check fails. Writes eval/results/s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -40,10 +41,8 @@ def largest_distributions(n: int = 8) -> list[tuple[str, float]]:
     for dist in md.distributions():
         total = 0
         for f in dist.files or []:
-            try:
+            with contextlib.suppress(OSError):
                 total += os.path.getsize(dist.locate_file(f))
-            except OSError:
-                pass
         sizes.append((dist.metadata["Name"], round(total / 1e6, 1)))
     return sorted(sizes, key=lambda s: -s[1])[:n]
 

@@ -13,6 +13,7 @@ from fastapi_offline import FastAPIOffline
 import rag
 from rag.engine import Engine
 from rag.errors import RagError
+from rag.feedback import FeedbackStore
 from rag.settings import Settings
 from service import errors
 from service.deps import WriteGuard
@@ -54,6 +55,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.gate = Gate(settings.max_concurrency, settings.max_queue)
     app.state.write_gate = Gate(1, settings.max_queue)
     app.state.metrics = Metrics()
+    app.state.feedback = FeedbackStore(settings.feedback_path(), settings.feedback_max_bytes)
+    app.state.feedback_limit = feedback.RateLimit(settings.feedback_per_minute)
     errors.install(app)
     app.include_router(ask.router)
     app.include_router(documents.router)

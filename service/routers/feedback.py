@@ -55,10 +55,6 @@ class RateLimit:
 
 
 def store_of(request: Request) -> FeedbackStore:
-    settings: Settings = request.app.state.settings
-    if getattr(request.app.state, "feedback", None) is None:
-        request.app.state.feedback = FeedbackStore(settings.feedback_path(), settings.feedback_max_bytes)
-        request.app.state.feedback_limit = RateLimit(settings.feedback_per_minute)
     return request.app.state.feedback
 
 
@@ -78,7 +74,6 @@ def _check_sender(request: Request, settings: Settings) -> None:
             raise refusal
         return
     client = request.client.host if request.client else "unknown"
-    store_of(request)
     if not request.app.state.feedback_limit.allow(client):
         raise ApiError(
             429,
