@@ -16,6 +16,7 @@ import argparse
 import importlib.metadata
 import os
 import platform
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -236,8 +237,21 @@ def memory_gib() -> float:
     return float("nan")
 
 
+def git_commit() -> str:
+    """HEAD's short hash, with "+dirty" when tracked files differ from it ("unknown" outside a checkout)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=ROOT, capture_output=True)
+    except OSError:
+        return "unknown"
+    if head.returncode != 0:
+        return "unknown"
+    return head.stdout.strip() + ("+dirty" if dirty.returncode != 0 else "")
+
+
 def environment(mode: str, settings: dict) -> Environment:
     return Environment(
+        commit=git_commit(),
         date=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         mode=mode,
         cores=os.cpu_count() or 1,

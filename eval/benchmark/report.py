@@ -234,6 +234,7 @@ def header(r: dict) -> Table:
     t = Table("Machine and versions", ["", ""])
     rows = [
         ("date", env["date"]),
+        ("commit", env.get("commit", "unknown")),
         ("mode", env["mode"]),
         ("cores", f"{env['cores']} ({env['cores_usable']} usable by this process)"),
         ("CPU", env["cpu_model"]),
