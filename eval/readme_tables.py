@@ -148,8 +148,133 @@ def bench_targets_table(results: Path) -> str:
     return _table(["target", "goal", "measured", "met"], rows)
 
 
+def _bench(results: Path) -> dict:
+    return json.loads((results / "bench.json").read_text())
+
+
+def _ms(v: float | None, digits: int = 1) -> str:
+    return "–" if v is None else f"{v:,.{digits}f}"
+
+
+def bench_latency_table(results: Path) -> str:
+    """Query latency per endpoint and place (in-process, over HTTP), against the floor."""
+    rows = []
+    for x in _bench(results)["latency"]:
+        if x["where"] not in ("in-process", "http"):
+            continue  # the torch rows belong to the Haystack comparison
+        floor = x.get("floor") or {}
+        stages = ", ".join(f"{k} {v:.1f}" for k, v in (x.get("stages") or {}).items() if k != "total")
+        rows.append(
+            [
+                x["endpoint"],
+                x["where"],
+                _ms(x["latency"]["p50"]),
+                _ms(x["latency"]["p95"]),
+                _ms(floor.get("p50")),
+                f"{x['floor_ratio']:.2f}x" if x.get("floor_ratio") else "–",
+                stages,
+            ]
+        )
+    return _table(["endpoint", "where", "p50", "p95", "floor p50", "p50 / floor", "stages p50 (service)"], rows, 2)
+
+
+def bench_haystack_table(results: Path) -> str:
+    """Speed against Haystack in two columns (same runtime, as deployed)."""
+    r = _bench(results)
+    peer = r.get("peer") or {}
+    same, default = peer.get("same_runtime") or {}, peer.get("default") or {}
+    lat = {(x["endpoint"], x["where"]): x["latency"] for x in r["latency"]}
+
+    def ratio(v: float | None) -> str:
+        return "" if v is None else f"{v:.2f}x"
+
+    rows = []
+    for endpoint, key in (("/search", "search"), ("/ask", "ask")):
+        ours_same, ours_default = lat.get((endpoint, "in-process, torch fp32")), lat.get((endpoint, "in-process"))
+        rows.append(
+            [
+                f"{endpoint} p50 ms",
+                _ms(ours_same and ours_same["p50"]),
+                _ms((same.get(key) or {}).get("p50")),
+                ratio(r.get(f"haystack_same_runtime_{key}_speedup")),
+                _ms(ours_default and ours_default["p50"]),
+                _ms((default.get(key) or {}).get("p50")),
+                ratio(r.get(f"haystack_default_{key}_speedup")),
+            ]
+        )
+    squad = next((i for i in r.get("ingest") or [] if i["corpus"] == r.get("serve_corpus", "squad")), None)
+    rows.append(
+        [
+            f"ingest s ({r.get('serve_corpus', 'squad')})",
+            _ms((r.get("ours_same_runtime") or {}).get("ingest_seconds")),
+            _ms(same.get("ingest_seconds")),
+            "",
+            _ms(squad and squad["seconds"]),
+            _ms(default.get("ingest_seconds")),
+            ratio(r.get("haystack_ingest_speedup")),
+        ]
+    )
+    rows.append(
+        [
+            "peak RSS MiB (not like for like: ours serves a built index, Haystack's process also embedded the corpus)",
+            "",
+            "",
+            "",
+            _ms((r.get("server") or {}).get("rss_peak_mib"), 0),
+            _ms(default.get("rss_peak_mib"), 0),
+            "no ratio",
+        ]
+    )
+    header = ["figure", "same runtime: ours", "Haystack", "Haystack / ours", "as deployed: ours", "Haystack"]
+    return _table([*header, "Haystack / ours"], rows)
+
+
+def bench_quality_table(results: Path) -> str:
+    """Retrieval and answer quality of both systems on the benchmark's questions, and the paired differences."""
+    r = _bench(results)
+    columns = {"same_runtime": "same runtime", "default": "as deployed"}
+
+    def iv(x: dict | None, scale: float, digits: int, signed: bool = False) -> str:
+        if not x:
+            return ""
+        sign = "+" if signed else ""
+        v, lo, hi = (x[k] * scale for k in ("value", "lo", "hi"))
+        text = f"{v:{sign}.{digits}f} [{lo:{sign}.{digits}f}, {hi:{sign}.{digits}f}]"
+        return f"**{text}**" if signed and lo > 0 else text
+
+    rows = []
+    for column in columns:
+        for q in (q for q in r.get("quality") or [] if q.get("column") == column):
+            ans = q.get("f1_answerable")
+            rows.append(
+                [
+                    columns[column],
+                    q["system"],
+                    iv(q["recall_at_5"], 1, 3),
+                    iv(q["f1_squad2"], 100, 1),
+                    iv(ans, 100, 1),
+                ]
+            )
+        diffs = {d["metric"]: d["ours_minus_haystack"] for d in r.get("quality_differences") or [] if d["column"] == column}
+        if diffs:
+            rows.append(
+                [
+                    columns[column],
+                    "ours - Haystack",
+                    iv(diffs.get("recall_at_5"), 1, 3, True),
+                    iv(diffs.get("f1_squad2"), 100, 1, True),
+                    iv(diffs.get("f1_answerable"), 100, 1, True),
+                ]
+            )
+    n = max((q.get("f1_answerable") or {}).get("n", 0) for q in r.get("quality") or [{}])
+    return _table(["column", "system", "recall@5", "SQuAD 2.0 F1", f"answerable F1 ({n})"], rows, 2)
+
+
 TABLES: dict[str, Callable[[Path], str]] = {
     "bench-targets": bench_targets_table,
+    "bench-latency": bench_latency_table,
+    "bench-haystack": bench_haystack_table,
+    "bench-quality": bench_quality_table,
     "eval": eval_table,
     "trust-kinds": trust_kinds_table,
     "trust-operating": trust_operating_table,

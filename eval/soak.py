@@ -36,6 +36,11 @@ from rag.evaluation.server import serve
 
 ROOT = Path(__file__).resolve().parent.parent
 ROUTES = ("ask", "search", "list", "get", "write", "delete")
+WRITES = {
+    "mixed": "an add or a replace every second and a delete every ten",
+    "replace": "a replace of a live document every second (the data stays the same size)",
+    "none": "none (reads only)",
+}
 
 
 def paragraphs(squad_dir: Path, n: int) -> list[dict]:
@@ -62,6 +67,8 @@ class Window:
     status: dict[str, dict[int, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
     transport_errors: int = 0
     rss_mib: float = 0.0
+    anon_mib: float = 0.0  # of rss: anonymous memory (heap, arenas)
+    file_mib: float = 0.0  # of rss: file-backed pages (mapped index files, libraries)
     open_fds: int = 0
     disk_mib: float = 0.0
     live_mib: float = 0.0
@@ -82,6 +89,8 @@ class Window:
             "routes": routes,
             "transport_errors": self.transport_errors,
             "rss_mib": round(self.rss_mib, 1),
+            "anon_mib": round(self.anon_mib, 1),
+            "file_mib": round(self.file_mib, 1),
             "open_fds": self.open_fds,
             "disk_mib": round(self.disk_mib, 1),
             "live_mib": round(self.live_mib, 1),
@@ -108,12 +117,15 @@ def live_mib(index: Path) -> float:
     return sum(_size_mib(index / "segments" / name) for name in names)
 
 
-def process_figures(pid: int) -> tuple[float, int]:
-    rss = 0.0
+def process_figures(pid: int) -> tuple[dict[str, float], int]:
+    """(resident memory in MiB: VmRSS, RssAnon and RssFile; open file descriptors) of the server process."""
+    keys = {"VmRSS": "rss", "RssAnon": "anon", "RssFile": "file"}
+    mem = {v: 0.0 for v in keys.values()}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            rss = int(line.split()[1]) / 1024
-    return rss, len(os.listdir(f"/proc/{pid}/fd"))
+        name = line.split(":", 1)[0]
+        if name in keys:
+            mem[keys[name]] = int(line.split()[1]) / 1024
+    return mem, len(os.listdir(f"/proc/{pid}/fd"))
 
 
 async def soak(url: str, pid: int, index: Path, docs: list[dict], questions: list[str], args) -> tuple[list, dict]:
@@ -160,14 +172,18 @@ async def soak(url: str, pid: int, index: Path, docs: list[dict], questions: lis
         while time.monotonic() < deadline:
             tick += 1
             live = [i for i, t in expected.items() if t is not None]
-            if tick % 10 == 0:
+            if args.writes == "none":
+                await asyncio.sleep(1.0)
+                continue
+            if tick % 10 == 0 and args.writes == "mixed":
                 victim = rng.choice(live)
                 r = await call(client, "delete", "DELETE", f"/documents/{victim}")
                 if r is not None and r.status_code == 200:
                     expected[victim] = None
             else:
                 base = rng.choice(docs)
-                doc_id = rng.choice(live) if rng.random() < 0.5 else f"soak-{next(spare)}"
+                new = args.writes == "mixed" and rng.random() >= 0.5
+                doc_id = f"soak-{next(spare)}" if new else rng.choice(live)
                 title = f"{base['title']} v{tick}"
                 body = {"documents": [{"id": doc_id, "title": title, "text": base["text"]}]}
                 r = await call(client, "write", "POST", "/documents", json=body)
@@ -179,7 +195,8 @@ async def soak(url: str, pid: int, index: Path, docs: list[dict], questions: lis
         while time.monotonic() < deadline:
             await asyncio.sleep(min(args.window_minutes * 60, max(0.0, deadline - time.monotonic())))
             w = windows[-1]
-            w.rss_mib, w.open_fds = process_figures(pid)
+            mem, w.open_fds = process_figures(pid)
+            w.rss_mib, w.anon_mib, w.file_mib = mem["rss"], mem["anon"], mem["file"]
             w.disk_mib, w.live_mib = _size_mib(index), live_mib(index)
             if time.monotonic() < deadline - 1:
                 windows.append(Window(time.monotonic()))
@@ -234,11 +251,14 @@ def markdown(meta: dict, summaries: list[dict], checks: dict, failures: list[str
     lines = [
         "# Soak test (`make soak`, eval/soak.py)",
         "",
-        f"{meta['minutes']} minutes at concurrency {meta['concurrency']} of mixed reads, a write every second and a "
-        f"delete every ten; {meta['documents']} documents at the start; {meta['machine']}; commit {meta['commit']}.",
+        f"{meta['minutes']} minutes at concurrency {meta['concurrency']} of mixed reads; writes: "
+        + WRITES[meta.get("writes", "mixed")]
+        + f"; {meta['documents']} documents at the start; {meta['machine']}; commit {meta['commit']}"
+        + (f"; server environment {', '.join(meta['server_env'])}" if meta.get("server_env") else "")
+        + ".",
         "",
-        "| window | ask p50 / p99 ms | search p50 / p99 ms | list p50 / p99 ms | writes | 5xx | RSS MiB | open fds "
-        "| disk / live MiB |",
+        "| window | ask p50 / p99 ms | search p50 / p99 ms | list p50 / p99 ms | writes | 5xx | RSS MiB "
+        "(anon / file) | open fds | disk / live MiB |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for s in summaries:
@@ -247,7 +267,8 @@ def markdown(meta: dict, summaries: list[dict], checks: dict, failures: list[str
         lines.append(
             f"| {s['window']} | {r['ask']['p50_ms']} / {r['ask']['p99_ms']} | {r['search']['p50_ms']} / "
             f"{r['search']['p99_ms']} | {r['list']['p50_ms']} / {r['list']['p99_ms']} | "
-            f"{r['write']['requests'] + r['delete']['requests']} | {five} | {s['rss_mib']} | {s['open_fds']} | "
+            f"{r['write']['requests'] + r['delete']['requests']} | {five} | {s['rss_mib']} "
+            f"({s.get('anon_mib', '?')} / {s.get('file_mib', '?')}) | {s['open_fds']} | "
             f"{s['disk_mib']} / {s['live_mib']} |"
         )
     lines += ["", f"Acknowledged writes checked at the end: {checks}.", ""]
@@ -263,6 +284,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window-minutes", type=float, default=5)
     parser.add_argument("--documents", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument(
+        "--writes",
+        choices=("mixed", "replace", "none"),
+        default="mixed",
+        help="mixed: add or replace every second, delete every ten (the data grows); replace: only replace live "
+        "documents (the data stays the same size); none: reads only",
+    )
+    parser.add_argument(
+        "--server-env", action="append", default=[], metavar="NAME=VALUE", help="set for the server (repeatable)"
+    )
+    parser.add_argument("--name", default="soak", help="results file stem: eval/results/NAME.json and NAME.md")
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
     parser.add_argument("--out", type=Path, default=ROOT / "eval" / "results")
     args = parser.parse_args(argv)
@@ -277,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         rag = Path(sys.executable).parent / "rag"
         subprocess.run([str(rag), "ingest", str(corpus), "--index", str(index)], check=True, capture_output=True)
         print(f"indexed {len(docs)} documents in {time.perf_counter() - started:.0f} s", flush=True)
-        env = {"RAG_ALLOW_OPEN_WRITES": "true"}
+        env = {"RAG_ALLOW_OPEN_WRITES": "true", **dict(kv.split("=", 1) for kv in args.server_env)}
         with serve(index, Path(tmp) / "server.log", env=env) as server:
             assert server.pid is not None
             windows, checks = asyncio.run(soak(server.url, server.pid, index, docs, questions, args))
@@ -288,16 +320,18 @@ def main(argv: list[str] | None = None) -> int:
         "minutes": args.minutes,
         "window_minutes": args.window_minutes,
         "concurrency": args.concurrency,
+        "writes": args.writes,
+        "server_env": args.server_env,
         "documents": len(docs),
         "machine": f"{os.cpu_count()} cores",
         "commit": commit.stdout.strip(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "soak.json").write_text(
+    (args.out / f"{args.name}.json").write_text(
         json.dumps({**meta, "windows": summaries, "checks": checks, "failures": failures}, indent=2) + "\n"
     )
-    (args.out / "soak.md").write_text(markdown(meta, summaries, checks, failures))
+    (args.out / f"{args.name}.md").write_text(markdown(meta, summaries, checks, failures))
     print(markdown(meta, summaries, checks, failures))
     return 1 if failures else 0
 

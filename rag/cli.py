@@ -473,10 +473,26 @@ def train_reader(
     threads: int = 2,
     device: Annotated[str, typer.Option(help="torch device: cpu, or cuda where a GPU is lent")] = "cpu",
     max_questions: Annotated[int | None, typer.Option(help="Train on a sample (for timing runs)")] = None,
+    extra_gold: Annotated[
+        Path | None,
+        typer.Option(
+            help="Adapt the reader in --out to these annotated questions (rag feedback export's gold file): "
+            "continue on part of them with replayed SQuAD, judge on the rest, install only when better"
+        ),
+    ] = None,
+    index: IndexOpt = None,
+    seeds: Annotated[Path, typer.Option(help="Seed articles (the trust benchmark's off-topic corpus)")] = Path("seeds"),
+    held_out: Annotated[float, typer.Option(help="--extra-gold: share of the questions held out to judge on")] = 0.3,
+    replay: Annotated[float, typer.Option(help="--extra-gold: replayed SQuAD questions per annotated one")] = 1.0,
+    install: Annotated[
+        str, typer.Option(help="--extra-gold: if-better (95% interval of the F1 gain above 0), never, always")
+    ] = "if-better",
 ) -> None:
-    """Fine-tune the span reader on SQuAD training data (validation articles untouched).
+    """Fine-tune the span reader on SQuAD training data (validation articles untouched), or with --extra-gold
+    adapt it to a domain from users' annotated questions.
 
-    After training, refit the calibration: rag fit-calibration --reader trained --reader-dir OUT."""
+    After training from SQuAD, refit the calibration: rag fit-calibration --reader trained --reader-dir OUT.
+    --extra-gold refits it itself (the trust benchmark plus the held-out annotated questions)."""
     from rag.extras import need
 
     try:
@@ -484,6 +500,12 @@ def train_reader(
         need("transformers", "train", "rag train-reader")
     except RagError as exc:
         raise _fail(exc) from None
+    if extra_gold is not None:
+        _adapt_reader(
+            extra_gold, index, out, work, squad, train_part, seeds, held_out, replay, install, resume,
+            epochs=epochs or 2.0, lr=lr or 3e-5, seed=seed, threads=threads, device=device,
+        )
+        return
     if recipe == "groups":
         from rag.reader.train_groups import GroupTrainConfig, train_groups
 
@@ -529,6 +551,71 @@ def train_reader(
 
 
 # The trust benchmark's inputs, shared by fit-calibration and trust.
+def _adapt_reader(
+    gold: Path,
+    index: Path | None,
+    reader_dir: Path,
+    work: Path,
+    squad: Path,
+    train_part: Path | None,
+    seeds: Path,
+    held_out: float,
+    replay: float,
+    install: str,
+    resume: bool,
+    **config,
+) -> None:
+    from rag.reader.adapt import AdaptConfig, adapt
+
+    settings = _settings(index)
+    adapt_config = AdaptConfig(
+        gold=str(gold),
+        index_dir=str(settings.index_dir),
+        reader_dir=str(reader_dir),
+        work_dir=str(work / "adapt" if work == Path("eval/.cache/reader-train") else work),
+        squad_path=str(squad),
+        seeds=str(seeds),
+        train_part=str(train_part) if train_part else None,
+        held_out_share=held_out,
+        replay=replay,
+        epochs=config["epochs"],
+        learning_rate=config["lr"],
+        seed=config["seed"],
+        threads=config["threads"],
+        device=config["device"],
+    )
+    try:
+        report = adapt(
+            adapt_config,
+            install=install,
+            resume=resume,
+            backend=settings.reader_backend,
+            log=lambda m: err.print(escape(m)),
+        )
+    except RagError as exc:
+        raise _fail(exc) from None
+    table = Table(title=f"held-out annotated questions ({report['held_out']}, split by {report['split_by']})")
+    for col in ("reader", "F1", "EM", "answered", "right among given"):
+        table.add_column(col, justify="right" if col != "reader" else "left")
+    for name in ("current", "adapted"):
+        r = report[name]
+        table.add_row(
+            name,
+            f"{r['f1']:.1f} [{r['f1_interval'][0]:.1f}, {r['f1_interval'][1]:.1f}]",
+            f"{r['em']:.1f}",
+            f"{r['answered']:.1f}%",
+            "-" if r["right_among_given"] is None else f"{r['right_among_given']:.1f}%",
+        )
+    console.print(table)
+    d = report["adapted_minus_current"]["f1"]
+    console.print(
+        f"F1 adapted - current: {d['difference']:+.1f} [{d['low']:+.1f}, {d['high']:+.1f}]; "
+        + ("installed in " + str(reader_dir) if report["installed"] else "not installed")
+        + f" ({report['rule']}); trained {report['training_seconds']:.0f} s on {report['trained_on']} annotated + "
+        f"{report['replayed']} replayed questions"
+    )
+
+
 BenchmarkSquadOpt = Annotated[Path, typer.Option(help="SQuAD 2.0 JSON (only held-out training articles are used)")]
 BenchmarkCacheOpt = Annotated[Path, typer.Option(help="Where the benchmark's indexes and reader outputs are kept")]
 
@@ -602,7 +689,9 @@ def _calibrate(
         err.print(f"report written to {report}")
 
 
-feedback_app = typer.Typer(help="Users' verdicts on answers (POST /feedback): export them as a gold set.")
+feedback_app = typer.Typer(
+    help="Users' verdicts on answers (POST /feedback): export them as a gold set, evaluate on it."
+)
 app.add_typer(feedback_app, name="feedback")
 
 
@@ -646,7 +735,29 @@ def feedback_export(
         f"articles) from {exported.records} records; {exported.stale} stale, {len(exported.negatives)} spans "
         f"marked wrong -> {escape(str(target))}"
     )
-    err.print(f"evaluate: rag eval {escape(str(target))} --url http://127.0.0.1:8000")
+    err.print(f"evaluate: rag feedback eval --url http://127.0.0.1:8000 (the page then shows the F1)")
+
+
+@feedback_app.command("eval")
+def feedback_eval(
+    index: IndexOpt = None,
+    url: Annotated[
+        str | None, typer.Option("--url", help="The running service to ask [default: start one on --index]")
+    ] = None,
+) -> None:
+    """Export the feedback (INDEX/feedback/gold.jsonl) and evaluate the service on it (rag eval), writing the run to
+    INDEX/feedback/evaluation/; GET /feedback/summary and the page's documents view show its F1 from there."""
+    from rag.evaluation.command import eval_command
+
+    settings = _settings(index)
+    feedback_export(index=index, out=None, negatives=None)
+    eval_command(
+        settings.feedback_path().with_name("gold.jsonl"),
+        url=url,
+        index=None if url else settings.index_dir,
+        out=settings.feedback_evaluation_dir(),
+        name="feedback",
+    )
 
 
 @app.command("verify")

@@ -246,6 +246,29 @@ def _answer(span: Span) -> dict:
     return {"text": span.text, "document_id": span.document_id, "start": span.start, "end": span.end}
 
 
+def last_evaluation(folder: Path) -> dict | None:
+    """What the last ``rag feedback eval`` measured on the exported gold set (its ``summary.json`` in ``folder``):
+    questions, F1 and EM over them (a decline is right on a question the articles do not answer), the share
+    answered, and when. None when there has been none, or it cannot be read."""
+    try:
+        summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+        abstention, answers = summary["abstention"], summary["answers"]
+        n = int(summary["n"])
+        answered = int(answers.get("n_answered", 0)) + round(
+            abstention.get("n_unanswerable", 0) * (1 - abstention.get("no_ans_accuracy") or 0)
+        )
+        return {
+            "created": summary["created"],
+            "questions": n,
+            "f1": round(100 * float(abstention["overall_f1"]), 1),
+            "em": round(100 * float(abstention["overall_em"]), 1),
+            "answered": round(100 * answered / n, 1) if n else 0.0,
+            "reader": summary.get("reader"),
+        }
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def write_jsonl(rows: Iterable[dict], path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")

@@ -101,6 +101,10 @@ class Settings(BaseSettings):
         """The feedback file, beside the index (never part of its commits)."""
         return Path(self.index_dir) / "feedback" / "feedback.jsonl"
 
+    def feedback_evaluation_dir(self) -> Path:
+        """Where ``rag feedback eval`` writes its run, and where GET /feedback/summary reads the last one."""
+        return Path(self.index_dir) / "feedback" / "evaluation"
+
     def index_settings(self) -> IndexSettings:
         return IndexSettings(
             chunker=ChunkerSettings(max_tokens=self.chunk_max_tokens, overlap_sentences=self.chunk_overlap_sentences),

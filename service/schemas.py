@@ -403,7 +403,19 @@ class FeedbackOut(BaseModel):
     questions: int = Field(description="Distinct questions with feedback so far")
 
 
+class FeedbackEvaluation(BaseModel):
+    created: str = Field(description="When `rag feedback eval` ran")
+    questions: int
+    f1: float = Field(description="SQuAD F1 x 100 over the annotated questions (a decline is right when unanswerable)")
+    em: float
+    answered: float = Field(description="Share of the questions answered, percent")
+    reader: str | None = None
+
+
 class FeedbackSummary(BaseModel):
     mode: Literal["off", "open", "key"]
     records: int
     questions: int
+    last_evaluation: FeedbackEvaluation | None = Field(
+        None, description="The last `rag feedback eval` on the annotated questions (not recomputed per request)"
+    )

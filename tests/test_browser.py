@@ -405,3 +405,5 @@ def test_feedback_from_the_page_marks_an_answer_and_selects_the_right_words(page
     right, chosen = records[-2], records[-1]
     assert right["verdict"] == "right" and right["question"] == TROOPS and "28,500" in right["shown"]["text"]
     assert chosen["verdict"] == "answer_is" and chosen["answer"]["text"] == selected and len(selected) == 12
+    page.goto(server + "/#/documents")
+    expect(page.locator("#feedback-summary")).to_contain_text("annotated by users")

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -21,6 +22,8 @@ from tests.test_service import KEY, SEED_ID, assert_error, engine_factory  # noq
 
 DOC = Document(id="d1", title="Bridge", text="The bridge was opened in 1932. It carries trains and cars.")
 OTHER = Document(id="d2", title="Ferry", text="The ferry leaves at noon.")
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _docs(*docs: Document):
@@ -173,7 +176,12 @@ def test_feedback_over_http_is_kept_and_exported_with_the_key(engine_factory):  
     assert r.json()["records"] == 1 and r.json()["generation"] == engine.snapshot.generation
     r = client.post("/feedback", json={"question": "Who won the 1950 cup?", "verdict": "not_in_articles"})
     assert r.json()["questions"] == 2
-    assert client.get("/feedback/summary").json() == {"mode": "open", "records": 2, "questions": 2}
+    assert client.get("/feedback/summary").json() == {
+        "mode": "open",
+        "records": 2,
+        "questions": 2,
+        "last_evaluation": None,
+    }
     assert_error(client.get("/feedback/export"), 401, "Bearer")
     export = client.get("/feedback/export", headers={"Authorization": f"Bearer {KEY}"})
     assert export.status_code == 200 and export.headers["x-feedback-stale"] == "0"
@@ -185,6 +193,23 @@ def test_feedback_over_http_is_kept_and_exported_with_the_key(engine_factory):  
     # the feedback survives a restart: a new app over the same folder reads it back
     again = TestClient(create_app(settings, engine=engine))
     assert again.get("/feedback/summary").json()["records"] == 2
+
+
+def test_the_summary_shows_the_last_evaluation_on_the_feedback(engine_factory):  # noqa: F811
+    settings, engine = engine_factory()
+    client = TestClient(create_app(settings, engine=engine))
+    # A real run's summary (rag eval writes this file; rag feedback eval writes it here).
+    run = json.loads((ROOT / "eval" / "results" / "seed-trained" / "summary.json").read_text())
+    folder = settings.feedback_evaluation_dir()
+    folder.mkdir(parents=True)
+    (folder / "summary.json").write_text(json.dumps(run))
+    last = client.get("/feedback/summary").json()["last_evaluation"]
+    assert last["questions"] == run["n"] and last["created"] == run["created"]
+    assert last["f1"] == round(100 * run["abstention"]["overall_f1"], 1)
+    assert last["em"] == round(100 * run["abstention"]["overall_em"], 1)
+    assert 0 <= last["answered"] <= 100
+    (folder / "summary.json").write_text("{torn")
+    assert client.get("/feedback/summary").json()["last_evaluation"] is None
 
 
 def test_bad_feedback_gets_a_422_naming_the_problem(engine_factory):  # noqa: F811

@@ -52,26 +52,6 @@ def embedder_backends(
     return rows
 
 
-def _int8_reader(onnx_reader, folder: Path, threads: int | None):
-    """The ONNX reader's graph, dynamically quantised to int8 (cached beside the fp32 export)."""
-    from rag import onnx
-    from rag.reader.model import SpanReader
-
-    key = onnx.weights_key(folder / "model.safetensors")
-    fp32 = onnx.cache_dir() / f"reader-{key}.onnx"
-    int8 = fp32.with_name(fp32.stem + "-int8.onnx")
-    if not int8.is_file():
-        onnx.quantize_int8(fp32, int8)
-    return SpanReader(
-        onnx_reader.model,
-        onnx_reader.tokenizer,
-        info=onnx_reader.info,
-        max_length=onnx_reader.max_length,
-        stride=onnx_reader.stride,
-        session=onnx.session(int8, threads),
-    )
-
-
 def reader_backends(folder: Path, questions: Sequence[Question], *, threads: int | None, log) -> list[ReaderBackend]:
     from rag.reader.model import SpanReader
 
@@ -79,8 +59,8 @@ def reader_backends(folder: Path, questions: Sequence[Question], *, threads: int
     readers = {
         "torch": SpanReader.load(folder, threads=threads, backend="torch"),
         "onnx": SpanReader.load(folder, threads=threads, backend="onnx"),
+        "onnx-int8": SpanReader.load(folder, threads=threads, backend="onnx-int8"),  # the service's own int8 graph
     }
-    readers["onnx-int8"] = _int8_reader(readers["onnx"], folder, threads)
     rows: list[ReaderBackend] = []
     base_f1 = None
     for name, reader in readers.items():

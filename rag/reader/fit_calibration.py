@@ -90,20 +90,23 @@ def collect(
     return out
 
 
-_DECIDED: dict[tuple[int, int], tuple[int, float]] = {}
+_DECIDED: dict[tuple[int, int], tuple[Calibrator, QuestionRows, int, float]] = {}
 
 
 def decision(calibrator: Calibrator, q: QuestionRows) -> tuple[int, float]:
     """(the answer's row, its score): the best-ranked candidate and the decider's probability for it
-    (memoised per calibrator and question: the threshold grid asks the same thing many times)."""
+    (memoised per calibrator and question: the threshold grid asks the same thing many times; each entry holds
+    its calibrator and question, so their ids cannot be reused by new objects while the entry is there)."""
     key = (id(calibrator), id(q))
-    if key not in _DECIDED:
+    entry = _DECIDED.get(key)
+    if entry is None or entry[0] is not calibrator or entry[1] is not q:
         if not q.rows:
-            _DECIDED[key] = (-1, 0.0)
+            best, prob = -1, 0.0
         else:
             best = int(np.argmax(calibrator.rank(q.rows)))
-            _DECIDED[key] = (best, float(calibrator.probability([q.rows[best]])[0]))
-    return _DECIDED[key]
+            prob = float(calibrator.probability([q.rows[best]])[0])
+        entry = _DECIDED[key] = (calibrator, q, best, prob)
+    return entry[2], entry[3]
 
 
 def reliability(calibrator: Calibrator, data: Sequence[QuestionRows], bins: int = 10) -> list[dict]:

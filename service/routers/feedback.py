@@ -18,12 +18,12 @@ from fastapi.responses import PlainTextResponse
 
 from rag.engine import Engine
 from rag.errors import DocumentNotFound
-from rag.feedback import FeedbackStore, export_gold, make_record
+from rag.feedback import FeedbackStore, export_gold, last_evaluation, make_record
 from rag.settings import Settings
 from rag.types import Document
 from service.deps import EngineDep, SettingsDep, WriteGateDep, writer_refusal
 from service.errors import ApiError
-from service.schemas import ErrorBody, FeedbackIn, FeedbackOut, FeedbackSummary
+from service.schemas import ErrorBody, FeedbackEvaluation, FeedbackIn, FeedbackOut, FeedbackSummary
 
 router = APIRouter(prefix="/feedback", tags=["feedback"])
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -109,7 +109,13 @@ async def give_feedback(
 @router.get("/summary", response_model=FeedbackSummary, summary="How much feedback has been given")
 async def feedback_summary(request: Request, settings: SettingsDep) -> FeedbackSummary:
     records, questions = store_of(request).counts()
-    return FeedbackSummary(mode=settings.feedback_mode(), records=records, questions=questions)  # type: ignore[arg-type]
+    last = last_evaluation(settings.feedback_evaluation_dir())
+    return FeedbackSummary(
+        mode=settings.feedback_mode(),  # type: ignore[arg-type]
+        records=records,
+        questions=questions,
+        last_evaluation=FeedbackEvaluation(**last) if last else None,
+    )
 
 
 @router.get(

@@ -697,6 +697,7 @@
       summaryLine.textContent = documentsLoaded.length
         ? plural(documentsLoaded.length, "document", "documents") + " · " + plural(chunks, "passage", "passages") + " indexed."
         : "No documents are indexed yet.";
+      showFeedbackSummary();
       show($("docs-filter-row"), documentsLoaded.length > 1);
       renderDocuments();
     } catch (err) {
@@ -704,6 +705,27 @@
       showError(errorBox, err);
     } finally {
       documentsLoading = false;
+    }
+  }
+
+  /** How many questions users have annotated, and the F1 on them at the last `rag feedback eval`. */
+  async function showFeedbackSummary() {
+    const line = $("feedback-summary");
+    try {
+      const s = await api("/feedback/summary");
+      if (!s.questions) {
+        line.textContent = "";
+        return;
+      }
+      let text = plural(s.questions, "question", "questions") + " annotated by users.";
+      const e = s.last_evaluation;
+      text += e
+        ? " At the last evaluation on them (" + plural(e.questions, "question", "questions") + ", " +
+          e.created.slice(0, 10) + "): F1 " + e.f1.toFixed(1) + ", " + e.answered.toFixed(0) + "% answered."
+        : " Not evaluated yet (rag feedback eval).";
+      line.textContent = text;
+    } catch (err) {
+      line.textContent = "";
     }
   }
 
