@@ -178,6 +178,27 @@ def bench_latency_table(results: Path) -> str:
     return _table(["endpoint", "where", "p50", "p95", "floor p50", "p50 / floor", "stages p50 (service)"], rows, 2)
 
 
+def bench_throughput_table(results: Path) -> str:
+    """Requests a second over HTTP per endpoint and concurrency, with errors; the server's start-up and memory."""
+    r = _bench(results)
+    rows = [
+        [x["endpoint"], str(x["concurrency"]), f"{x['rps']:.1f}", _ms(x["p50"]), _ms(x["p95"]), str(x["errors"])]
+        for x in r["throughput"]
+    ]
+    server = r.get("server") or {}
+    rows.append(
+        [
+            "(server)",
+            "",
+            f"ready in {server.get('startup_s', float('nan')):.1f} s",
+            f"RSS ready {_ms(server.get('rss_ready_mib'), 0)} MiB",
+            f"peak {_ms(server.get('rss_peak_mib'), 0)} MiB",
+            "",
+        ]
+    )
+    return _table(["endpoint", "concurrency", "requests/s", "p50 ms", "p95 ms", "errors"], rows)
+
+
 def bench_haystack_table(results: Path) -> str:
     """Speed against Haystack in two columns (same runtime, as deployed)."""
     r = _bench(results)
@@ -255,7 +276,9 @@ def bench_quality_table(results: Path) -> str:
                     iv(ans, 100, 1),
                 ]
             )
-        diffs = {d["metric"]: d["ours_minus_haystack"] for d in r.get("quality_differences") or [] if d["column"] == column}
+        diffs = {
+            d["metric"]: d["ours_minus_haystack"] for d in r.get("quality_differences") or [] if d["column"] == column
+        }
         if diffs:
             rows.append(
                 [
@@ -270,9 +293,36 @@ def bench_quality_table(results: Path) -> str:
     return _table(["column", "system", "recall@5", "SQuAD 2.0 F1", f"answerable F1 ({n})"], rows, 2)
 
 
+def feedback_curve_table(results: Path) -> str:
+    """The learning curve of adaptation from feedback (eval/feedback_curve.py) on the held-out Reddit posts."""
+    result = json.loads((results / "feedback-curve" / "summary.json").read_text())
+    rows = []
+    for p in result["points"]:
+        t = p["test"]
+        vs = t.get("f1_vs_shipped")
+        rows.append(
+            [
+                str(p["annotated"]),
+                p["reader"],
+                f"{t['f1']} [{t['f1_interval'][0]}, {t['f1_interval'][1]}]",
+                str(t["em"]),
+                str(t["forced_f1"]),
+                f"{t['answered']}%",
+                "–" if t["right_among_given"] is None else f"{t['right_among_given']}%",
+                "" if vs is None else f"{vs[0]:+.1f} [{vs[1]:+.1f}, {vs[2]:+.1f}]",
+                p.get("trained_on", ""),
+                "" if p.get("training_seconds") is None else f"{p['training_seconds']:.0f}",
+            ]
+        )
+    header = ["annotated", "reader", "F1 [95%]", "EM", "F1 forced", "answered", "right among given"]
+    return _table([*header, "F1 vs shipped [95%]", "trained on (annotated + replayed)", "training s"], rows)
+
+
 TABLES: dict[str, Callable[[Path], str]] = {
+    "feedback-curve": feedback_curve_table,
     "bench-targets": bench_targets_table,
     "bench-latency": bench_latency_table,
+    "bench-throughput": bench_throughput_table,
     "bench-haystack": bench_haystack_table,
     "bench-quality": bench_quality_table,
     "eval": eval_table,
