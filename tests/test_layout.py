@@ -90,8 +90,7 @@ def _under(name: str, packages: tuple[str, ...]) -> bool:
 
 def test_no_request_path_module_imports_an_offline_one():
     offenders = {
-        str(f.relative_to(ROOT)): sorted(m for m in _imports(f) if _under(m, OFFLINE))
-        for f in _request_path_files()
+        str(f.relative_to(ROOT)): sorted(m for m in _imports(f) if _under(m, OFFLINE)) for f in _request_path_files()
     }
     assert {f: m for f, m in offenders.items() if m} == {}
 
@@ -103,8 +102,9 @@ def test_the_library_never_imports_the_service_by_name_or_by_string():
         tree = ast.parse(f.read_text(encoding="utf-8"))
         names = {m for m in _imports(f) if _under(m, ("service", "cli"))}
         strings = {
-            n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
-            and pattern.match(n.value)
+            n.value
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Constant) and isinstance(n.value, str) and pattern.match(n.value)
         }
         if names or strings:
             found[str(f.relative_to(ROOT))] = sorted(names | strings)
@@ -136,9 +136,7 @@ def test_the_request_path_loads_only_its_own_modules(tmp_path, seed_index_dir):
     for name in ("XDG_CACHE_HOME", "TMPDIR"):
         if name in __import__("os").environ:
             env[name] = __import__("os").environ[name]
-    out = subprocess.run(
-        [sys.executable, "-c", CHILD], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300
-    )
+    out = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     loaded = json.loads(out.stdout.strip().splitlines()[-1])
     assert [m for m in loaded if _under(m, OFFLINE)] == []
