@@ -88,7 +88,7 @@ serve: install index
 # deptry first: an import that pyproject.toml does not declare fails here, not on a fresh machine; mypy: the types.
 test: install-all
 	$(BIN)/deptry .
-	$(BIN)/mypy rag service
+	$(BIN)/mypy rag service cli
 	$(BIN)/python -m pytest
 
 # Seed gold set, SQuAD 2.0 validation (35 articles + seed) and SciFact test, for both readers.

@@ -26,9 +26,9 @@ from answer_types import TYPES, QuestionTyper, span_type, type_evidence
 from verifier_experiment import summary
 
 from rag.evaluation.trust import paired_bootstrap, trust_report
+from rag.offline.train_groups import load_groups
 from rag.reader import fit_calibration as fc
 from rag.reader.heuristic import SPACY_MODEL
-from rag.reader.train_groups import load_groups
 from rag.sentences import sentence_around
 
 

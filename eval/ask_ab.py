@@ -54,7 +54,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    from rag.reader.train import calibration_titles
+    from rag.offline.train import calibration_titles
     from rag.squad import iter_questions, load_squad, select_articles
 
     train = select_articles(load_squad(args.squad), "train")

@@ -280,7 +280,7 @@ def reader_choice(asked: str, folder: Path) -> tuple[str, str | None]:
 
 
 def main_run(args: argparse.Namespace, plan: Plan, result: dict) -> None:
-    from benchmark import backends, filtered, http, ingest, queries
+    from benchmark import backends, filtered, ingest, queries, serving
     from benchmark.corpora import QuestionPool, load_data, seed_documents
     from benchmark.peer import ensure_venv
 
@@ -409,18 +409,18 @@ def main_run(args: argparse.Namespace, plan: Plan, result: dict) -> None:
     server_reader = "trained" if reader == "trained" else "heuristic"
     log(f"starting rag serve --index {index_dir} (reader {server_reader})")
     throughputs = []
-    with http.serve(index_dir, server_reader, reader_dir, args.cache / "serve.log") as server:
+    with serving.serve(index_dir, server_reader, reader_dir, args.cache / "serve.log") as server:
         rss_ready = server.memory_mib("VmRSS")
         log(f"ready in {server.startup_s:.1f} s, RSS {rss_ready:.0f} MiB")
-        latency.append(record("/search", "http", http.http_runs(server.url, "/search", search_sets, warmup)))
+        latency.append(record("/search", "http", serving.http_runs(server.url, "/search", search_sets, warmup)))
         if ask_sets:
-            latency.append(record("/ask", "http", http.http_runs(server.url, "/ask", ask_sets, warmup)))
+            latency.append(record("/ask", "http", serving.http_runs(server.url, "/ask", ask_sets, warmup)))
         endpoints = ["/search"] + (["/ask"] if ask_sets else [])
         for endpoint in endpoints:
             for c in plan.concurrency:
                 n_runs = plan.throughput_runs if endpoint == "/search" else plan.ask_throughput_runs
                 runs = [pool.any(plan.requests) for _ in range(n_runs)]
-                tp = http.throughput(server.url, endpoint, c, runs)
+                tp = serving.throughput(server.url, endpoint, c, runs)
                 throughputs.append(tp)
                 log(f"{endpoint} c={c}: {tp.rps:.1f} req/s, {tp.errors} errors")
         rss_peak = server.memory_mib("VmHWM")

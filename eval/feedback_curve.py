@@ -144,7 +144,10 @@ def summary(rows: list[dict], base: list[dict] | None, seed: int = 13, samples: 
         v = np.array([r[name] for r in rows]) * 100
         draws = [v[i].mean() for i in idx]
         out[name] = round(float(v.mean()), 1)
-        out[f"{name}_interval"] = [round(float(np.percentile(draws, 2.5)), 1), round(float(np.percentile(draws, 97.5)), 1)]
+        out[f"{name}_interval"] = [
+            round(float(np.percentile(draws, 2.5)), 1),
+            round(float(np.percentile(draws, 97.5)), 1),
+        ]
         if base is not None:
             d = v - np.array([r[name] for r in base]) * 100
             dd = [d[i].mean() for i in idx]
@@ -210,8 +213,8 @@ def main() -> None:
     golds = annotate(index, pool, points, args.work)
 
     from rag.engine import model_record
+    from rag.offline.adapt import AdaptConfig, adapt
     from rag.pipeline import QAPipeline
-    from rag.reader.adapt import AdaptConfig, adapt
     from rag.reader.model import DEFAULT_READER_DIR
     from rag.settings import Settings
     from rag.store import CorpusIndex
@@ -253,7 +256,10 @@ def main() -> None:
             else adapt(config, install="never", resume=True, log=lambda m: print(m, flush=True))
         )
         adapted = QAPipeline.load(
-            "trained", reader_dir=work / "candidate", settings=settings.ask_settings(), threads=args.threads,
+            "trained",
+            reader_dir=work / "candidate",
+            settings=settings.ask_settings(),
+            threads=args.threads,
             embedder=shipped.embedder,
         )
         rows = answers_of(f"adapted-{n}", adapted)
@@ -264,7 +270,9 @@ def main() -> None:
                 "test": summary(rows, base),
                 "trained_on": f"{report['trained_on']} + {report['replayed']}",
                 "training_seconds": report["training_seconds"],
-                "held_out_annotated": {k: report[k] for k in ("held_out", "current", "adapted", "adapted_minus_current")},
+                "held_out_annotated": {
+                    k: report[k] for k in ("held_out", "current", "adapted", "adapted_minus_current")
+                },
                 "threshold": report.get("threshold"),
             }
         )

@@ -21,7 +21,7 @@ Both setups: SentenceTransformersTextEmbedder -> InMemoryEmbeddingRetriever, InM
   - each retriever at our depth, RRF weighted as ours (dense 0.5 : BM25 1.0), search_k passages for search and
     the first read_k for the reader, which reads our trained weights at our window (256 tokens, stride 96);
   - no-answer: ExtractiveReader(no_answer=False); the benchmark gives its top answer's score a threshold fitted
-    by our rule on held-out training articles (rag.reader.fit_calibration.choose_threshold), so the
+    by our rule on held-out training articles (rag.offline.fit_calibration.choose_threshold), so the
     ``calibration`` questions are asked here too, on the corpora that rule uses.
   Still different, because Haystack offers no setting for it: BM25 tokens are not stemmed and keep stop words;
   RRF's k is 61 (ours 5); the reader has no answer-length cap (ours 30 tokens) and reads the title line too.

@@ -16,9 +16,9 @@ import json
 import random
 from pathlib import Path
 
+from rag.offline.train import calibration_titles
+from rag.offline.validate import evaluate_gold_paragraphs
 from rag.reader.model import SpanReader
-from rag.reader.train import calibration_titles
-from rag.reader.validate import evaluate_gold_paragraphs
 from rag.squad import iter_questions, load_squad, select_articles
 
 

@@ -18,8 +18,8 @@ import numpy as np
 
 from rag.evaluation.metrics import f1 as f1_score
 from rag.evaluation.trust import Decided, headline, operating_threshold
+from rag.offline.fit_calibration import RIGHT_F1, QuestionRows, cached_rows
 from rag.reader.calibration import Logistic
-from rag.reader.fit_calibration import RIGHT_F1, QuestionRows, cached_rows
 
 
 def decided(q: QuestionRows, ranker: Logistic, decider: Logistic | None) -> Decided:

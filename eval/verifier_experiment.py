@@ -1,4 +1,4 @@
-"""Does the sentence-level verifier (rag/reader/verifier.py) pay? The trust benchmark's cached reader outputs
+"""Does the sentence-level verifier (rag/offline/verifier.py) pay? The trust benchmark's cached reader outputs
 (``rag trust`` / ``rag fit-calibration`` write them under eval/.cache/calibration), cross-fitted with and without
 the verifier's score as one more calibration feature, on the same questions; and the verifier's cost per
 candidate. Writes eval/results/verifier-experiment.json.
@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from rag.evaluation.trust import trust_report
+from rag.offline.verifier import Verifier, mark
 from rag.reader import fit_calibration as fc
-from rag.reader.verifier import Verifier, mark
 
 
 def summary(report: dict) -> dict:

@@ -452,7 +452,7 @@ def _load_documents(
 
 
 def _nothing_usable(paths: Sequence[str | Path], skipped: Sequence[tuple[str, str]], shown: int = 10) -> str:
-    """The local ingest's refusal (rag/cli.py), with the reasons it prints above it folded in."""
+    """The local ingest's refusal (cli/documents.py), with the reasons it prints above it folded in."""
     reasons = "".join(f"\n  skipped {where}: {why}" for where, why in skipped[:shown])
     if len(skipped) > shown:
         reasons += f"\n  … and {len(skipped) - shown} more"

@@ -1,4 +1,4 @@
-"""Adapting the reader from users' annotated questions (rag/reader/adapt.py, rag train-reader --extra-gold)."""
+"""Adapting the reader from users' annotated questions (rag/offline/adapt.py, rag train-reader --extra-gold)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from rag.errors import ValidationError
-from rag.reader import adapt
+from rag.offline import adapt
+from rag.offline.adapt import Scored, UserQuestion, figures, paired_difference, score, split, user_groups
+from rag.offline.fit_calibration import QuestionRows
 from rag.reader.calibration import FEATURES
-from rag.reader.adapt import Scored, UserQuestion, figures, paired_difference, score, split, user_groups
-from rag.reader.fit_calibration import QuestionRows
 from rag.types import Chunk, Hit
 
 TEXT = "Alpha founded the club in 1901.\n\nThe club moved to Paris in 1920. It has 300 members.\n\nBeta plays."
@@ -166,8 +166,8 @@ def test_install_copies_the_calibration_last_so_a_crash_leaves_no_mismatched_pai
 
 
 def test_fit_groups_continues_a_reader_and_records_what_it_trained_on(tmp_path: Path):
+    from rag.offline.train_groups import GroupTrainConfig, fit_groups
     from rag.reader.model import DEFAULT_READER_DIR
-    from rag.reader.train_groups import GroupTrainConfig, fit_groups
 
     pytest.importorskip("torch")
     groups = [
@@ -175,8 +175,14 @@ def test_fit_groups_continues_a_reader_and_records_what_it_trained_on(tmp_path: 
         adapt.GroupExample("b", "Who is the mayor?", "", (TEXT[0:31],), (), "feedback-not-in-articles"),
     ]
     config = GroupTrainConfig(
-        squad_path="unused", out_dir=str(tmp_path / "out"), work_dir=str(tmp_path / "work"),
-        init_from=str(DEFAULT_READER_DIR), epochs=1.0, questions_per_batch=2, seed=3, threads=1,
+        squad_path="unused",
+        out_dir=str(tmp_path / "out"),
+        work_dir=str(tmp_path / "work"),
+        init_from=str(DEFAULT_READER_DIR),
+        epochs=1.0,
+        questions_per_batch=2,
+        seed=3,
+        threads=1,
     )
     record = fit_groups(groups, config, random.Random(3), data={"gold_sha256": "x"}, log=lambda m: None)
     assert record["data"]["questions_by_source"] == {"feedback": 1, "feedback-not-in-articles": 1}
@@ -187,13 +193,11 @@ def test_fit_groups_continues_a_reader_and_records_what_it_trained_on(tmp_path: 
 def test_cli_refuses_too_few_annotated_questions(tmp_path: Path):
     from typer.testing import CliRunner
 
-    from rag.cli import app
+    from cli import app
 
     pytest.importorskip("torch")
     gold = tmp_path / "gold.jsonl"
-    gold.write_text(
-        json.dumps({"id": "1", "question": "Who?", "answerable": False, "answers": []}) + "\n"
-    )
+    gold.write_text(json.dumps({"id": "1", "question": "Who?", "answerable": False, "answers": []}) + "\n")
     result = CliRunner().invoke(app, ["train-reader", "--extra-gold", str(gold), "--work", str(tmp_path / "w")])
     assert result.exit_code == 2, result.output
     assert "at least 20" in result.output

@@ -240,7 +240,9 @@ def test_rag_eval_goes_through_batches_with_the_same_output(tmp_path: Path, clie
     gold_path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     gold = load_jsonl_gold(gold_path)
     engine = client.app.state.engine
-    target = Target(mode="in-process", settings=engine.settings, engine=engine)
+    from service.main import create_app
+
+    target = Target(mode="in-process", settings=engine.settings, engine=engine, app_factory=create_app)
 
     def evaluated(size: int) -> EvalRun:
         done: list[int] = []

@@ -12,7 +12,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from rag.cli import EXIT_INDEX, EXIT_PROBLEMS, app
+from cli import EXIT_INDEX, EXIT_PROBLEMS, app
 from rag.loaders import SUPPORTED_SUFFIXES
 
 runner = CliRunner()
@@ -26,7 +26,7 @@ def test_ask_without_an_index_says_so_once_and_fast(tmp_path):
     # A real process: the engine's log line reached stderr there, beside the CLI's own message.
     missing = tmp_path / "nope"
     r = subprocess.run(
-        [sys.executable, "-c", "from rag.cli import main; main()", "ask", "x", "--index", str(missing)],
+        [sys.executable, "-c", "from cli import main; main()", "ask", "x", "--index", str(missing)],
         capture_output=True,
         text=True,
         timeout=60,

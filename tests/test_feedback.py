@@ -251,7 +251,7 @@ def test_rag_feedback_export_writes_the_gold_set_and_says_what_it_left_out(tmp_p
 
     from typer.testing import CliRunner
 
-    from rag.cli import app
+    from cli import app
     from rag.settings import Settings
     from rag.store import CorpusIndex
 

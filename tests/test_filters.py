@@ -429,7 +429,7 @@ def test_the_openapi_schema_documents_the_filters_and_their_limits(client):
 
 
 def test_cli_search_and_ask_take_the_filter_flags(corpus_dir):
-    from rag.cli import EXIT_USAGE, app
+    from cli import EXIT_USAGE, app
 
     runner = CliRunner()
     index = ["--index", str(corpus_dir)]

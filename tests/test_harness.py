@@ -229,7 +229,7 @@ def test_beir_run_ranks_distinct_documents_and_retries_a_busy_service() -> None:
 
 
 def test_eval_command_usage_and_unreachable_service(tmp_path: Path) -> None:
-    from rag.cli import app
+    from cli import app
 
     gold = tmp_path / "g.jsonl"
     gold.write_text(json.dumps({"id": "a", "question": "Q?"}) + "\n", encoding="utf-8")
@@ -283,7 +283,9 @@ def test_end_to_end_in_process(tmp_path: Path, seed_engine, seed_text: str) -> N
     gold = load_jsonl_gold(gold_path)
 
     done: list[int] = []
-    target = Target(mode="in-process", settings=seed_engine.settings, engine=seed_engine)
+    from service.main import create_app
+
+    target = Target(mode="in-process", settings=seed_engine.settings, engine=seed_engine, app_factory=create_app)
     run = run_eval(gold, target, RunOptions(concurrency=2), on_result=lambda: done.append(1))
     assert len(done) == 4 and run.reader == "heuristic"
     out = tmp_path / "out"

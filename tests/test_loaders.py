@@ -253,7 +253,7 @@ def test_path_ids_are_valid_ids():
 def test_ingest_command_indexes_every_file_of_a_tree(tmp_path, embedder):
     from typer.testing import CliRunner
 
-    from rag.cli import app
+    from cli import app
     from rag.engine import Engine
     from tests.conftest import make_settings
 

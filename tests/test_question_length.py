@@ -243,7 +243,7 @@ def test_ask_over_http_never_fails_on_a_question_it_accepts(engines, reader):
 
 
 def test_rag_ask_answers_or_declines_any_question_length(engines, seed_index_dir, monkeypatch):
-    from rag.cli import app
+    from cli import app
     from rag.engine import Engine
 
     runner = CliRunner()

@@ -233,7 +233,7 @@ def test_the_local_path_never_imports_ray():
     import sys
 
     code = (
-        "import sys, rag.cli, rag.engine, rag.distributed, rag.shards, service.main; "
+        "import sys, cli, rag.engine, rag.distributed, rag.shards, service.main; "
         "assert 'ray' not in sys.modules, 'ray imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

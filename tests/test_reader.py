@@ -5,9 +5,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rag.offline.train import label_windows
 from rag.reader.calibration import FEATURES, Calibrator, Candidate, candidate_features
 from rag.reader.model import DEFAULT_READER_DIR, base_model_path
-from rag.reader.train import label_windows
 from rag.reader.windows import Window, best_spans, make_windows, pad_batch
 from rag.squad import GoldAnswer, SquadQuestion
 from rag.types import Chunk, Hit
@@ -192,7 +192,7 @@ def test_trained_reader_reads_exact_spans(seed_text):
 
 
 def test_best_threshold_f1_trades_answers_against_abstentions():
-    from rag.reader.validate import best_threshold_f1
+    from rag.offline.validate import best_threshold_f1
 
     # Two answerable (F1 1.0 and 0.5) and two unanswerable questions; margins rank them so that answering the
     # top two and abstaining on the rest gives (1 + 0.5 + 1 + 1) / 4.

@@ -1,4 +1,4 @@
-"""Serving-like training groups and the shared-normalisation loss (rag/reader/examples.py, train_groups.py)."""
+"""Serving-like training groups and the shared-normalisation loss (rag/offline/examples.py, train_groups.py)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 
-from rag.reader.examples import GroupExample, SourceQuestion, articles_from, build_groups, gold_chunk
+from rag.offline.examples import GroupExample, SourceQuestion, articles_from, build_groups, gold_chunk
+from rag.offline.train_groups import GroupTrainConfig, group_loss, label_groups, schedule, select_groups, trained_by
 from rag.reader.model import base_model_path
-from rag.reader.train_groups import GroupTrainConfig, group_loss, label_groups, schedule, select_groups, trained_by
 from rag.types import Chunk, Hit
 
 TEXT = "Alpha founded the club in 1901.\n\nThe club moved to Paris in 1920. It has 300 members.\n\nBeta plays."

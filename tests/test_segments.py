@@ -357,15 +357,6 @@ def test_a_format_from_the_future_is_refused_with_the_rebuild_command(tmp_path, 
         CorpusIndex.load(tmp_path)
 
 
-def test_the_library_never_imports_the_service():
-    code = (
-        "import sys; import rag.cli, rag.engine, rag.pipeline, rag.evaluation.harness, rag.evaluation.command; "
-        "print(sorted(m for m in sys.modules if m == 'service' or m.startswith('service.')))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
-
-
 def test_every_rename_is_made_durable_before_current_moves(tmp_path, embedder, model, monkeypatch):
     """An fsync audit: each rename into a folder is followed by an fsync of that folder before the next switch
     of CURRENT, so a power loss cannot leave a durable CURRENT naming a commit or segment whose entry was lost."""

@@ -1,5 +1,5 @@
 """The trust benchmark and the selective-QA figures (rag/evaluation/trust.py, rag/evaluation/metrics.py),
-and the near-miss training groups (rag/reader/examples.py)."""
+and the near-miss training groups (rag/offline/examples.py)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from rag.evaluation.trust import (
     operating_threshold,
     stated_anywhere,
 )
-from rag.reader.examples import GroupExample, near_miss, qa_more_sources
+from rag.offline.examples import GroupExample, near_miss, qa_more_sources
 from rag.sentences import remove_answer_sentences
 from rag.squad import GoldAnswer
 from rag.types import Document
@@ -174,7 +174,7 @@ def test_a_calibration_fitted_for_another_read_k_is_refused(tmp_path) -> None:
 
 
 def test_cached_reader_outputs_read_back_whole(tmp_path) -> None:
-    from rag.reader.fit_calibration import QuestionRows, _cached
+    from rag.offline.fit_calibration import QuestionRows, _cached
 
     rows = [
         QuestionRows(

@@ -1,4 +1,4 @@
-"""The peer's no-answer threshold in the same-runtime column, fitted the way ours is (rag/reader/fit_calibration.py):
+"""The peer's no-answer threshold in the same-runtime column, fitted the way ours is (rag/offline/fit_calibration.py):
 on held-out *training* articles, never on a validation question.
 
 A (covered): the corpus holds the seed and the training articles; the questions are the 4 held-out calibration
@@ -25,7 +25,7 @@ from benchmark.corpora import Question, seed_documents
 from benchmark.queries import Observed
 from rag.evaluation.metrics import f1
 from rag.loaders import squad_documents
-from rag.reader.train import calibration_titles
+from rag.offline.train import calibration_titles
 from rag.squad import iter_questions, load_squad, select_articles
 from rag.types import Document
 
@@ -117,7 +117,7 @@ def fit_threshold(covered: Sequence[Observed], not_covered: Sequence[Observed]) 
     threshold = choose_threshold(curve)
     chosen = next(row for row in curve if row["threshold"] == threshold)
     return threshold, {
-        "rule": "rag.reader.fit_calibration.choose_threshold: the best SQuAD 2.0 F1 over A (covered) and B (not "
+        "rule": "rag.offline.fit_calibration.choose_threshold: the best SQuAD 2.0 F1 over A (covered) and B (not "
         f"covered) among thresholds declining at most {MAX_WRONG_ABSTENTIONS:.0%} of A's answerable questions",
         "questions_covered": len(covered),
         "questions_not_covered": len(not_covered),

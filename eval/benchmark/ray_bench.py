@@ -9,15 +9,7 @@ Ray run starts and stops its own local Ray (num_cpus=2), so start-up is inside i
 Writes eval/results/ray-bench.md and ray-bench.json (medians over ``--runs``; each run's figures in the JSON).
 """
 
-# ruff: noqa: E402
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-# Run as a script, this folder would come first on sys.path, and its http.py would hide the standard library's
-# (hence the late imports below, and the noqa for E402 above).
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import argparse
 import json
@@ -25,8 +17,10 @@ import os
 import platform
 import shutil
 import statistics
+import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np

@@ -171,23 +171,13 @@ async def remote(url: str, ready_timeout_s: float = 120) -> AsyncIterator[tuple[
         yield client, await wait_ready(client, ready_timeout_s)
 
 
-#: The service's app factory, named as `rag serve` names it to uvicorn: the library does not import the service.
-APP_FACTORY = "service.main:create_app"
-
-
-def load_app_factory(name: str = APP_FACTORY) -> Callable[..., Any]:
-    import importlib
-
-    module, _, attr = name.partition(":")
-    return getattr(importlib.import_module(module), attr)
-
-
 @asynccontextmanager
 async def in_process(
-    settings: Any, engine: Any = None, app_factory: Callable[..., Any] | None = None
+    settings: Any, app_factory: Callable[..., Any], engine: Any = None
 ) -> AsyncIterator[tuple[httpx.AsyncClient, dict]]:
-    """The app in this process; ``engine`` (already loaded) skips opening one, as tests do."""
-    app = (app_factory or load_app_factory())(settings, engine=engine)
+    """The app ``app_factory(settings, engine=engine)`` in this process (the caller passes the service's
+    ``create_app``: the library does not import the service); ``engine`` (already loaded) skips opening one."""
+    app = app_factory(settings, engine=engine)
     # ASGITransport does not run the lifespan, so run it here: it opens the engine when none was given.
     async with (
         app.router.lifespan_context(app),
@@ -504,7 +494,7 @@ class Target:
     reader: str | None = None
     settings: Any = None  # rag.settings.Settings for in-process
     engine: Any = None  # a loaded rag.engine.Engine to reuse in-process (tests)
-    app_factory: Callable[..., Any] | None = None  # in-process: create_app(settings, engine=...); default APP_FACTORY
+    app_factory: Callable[..., Any] | None = None  # in-process: the service's create_app(settings, engine=...)
     ready_timeout_s: float = 120.0
 
     def connect(self) -> AbstractAsyncContextManager[tuple[httpx.AsyncClient, dict]]:
@@ -520,7 +510,9 @@ class Target:
 
                 overrides: dict[str, Any] = {"index_dir": self.index, "reader": self.reader}
                 settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
-            return in_process(settings, self.engine, self.app_factory)
+            if self.app_factory is None:
+                raise ValueError("mode 'in-process' needs app_factory (service.main.create_app)")
+            return in_process(settings, self.app_factory, self.engine)
         return served(self.index, self.reader, self.ready_timeout_s)
 
 

@@ -24,7 +24,7 @@ def free_port() -> int:
 def serve_command(index: str | Path | None, port: int, reader: str | None) -> list[str]:
     """``rag serve`` from this interpreter's environment (the console script sits beside ``sys.executable``)."""
     script = Path(sys.executable).parent / "rag"
-    cmd = [str(script)] if script.exists() else [sys.executable, "-c", "from rag.cli import app; app()"]
+    cmd = [str(script)] if script.exists() else [sys.executable, "-c", "from cli import main; main()"]
     cmd += ["serve", "--host", "127.0.0.1", "--port", str(port)]
     if index is not None:
         cmd += ["--index", str(index)]

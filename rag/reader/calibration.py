@@ -11,7 +11,7 @@ evidence for "does the corpus cover this at all" (dense similarity of its passag
 question-word coverage, rank).
 
 A logistic regression over these features, fitted on held-out *training* articles only
-(``rag/reader/fit_calibration.py``, the trust benchmark's questions): ``ranker`` (every candidate: is this span
+(``rag/offline/fit_calibration.py``, the trust benchmark's questions): ``ranker`` (every candidate: is this span
 right?) orders a question's candidates and gives each its score; the best one is the answer when its score
 reaches ``threshold`` (its rule is in ``fitted_on["threshold_rule"]``). A second model on two of the features,
 ``coverage``, says whether the passages read are about the question at all (``no_answer_reason``).

@@ -11,10 +11,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from cli.base import EXIT_INDEX, EXIT_PROBLEMS, EXIT_SERVICE, EXIT_USAGE
 from rag.errors import RagError
 
-# As rag's other commands (rag/cli.py): 3 is an index problem; 5 says the service under evaluation was not there.
-EXIT_PROBLEMS, EXIT_USAGE, EXIT_INDEX, EXIT_SERVICE = 1, 2, 3, 5
 RESULTS_DIR = Path("eval/results")
 READERS = ("trained", "heuristic")
 
@@ -148,7 +147,14 @@ def eval_command(
             raise typer.Exit(EXIT_INDEX) from None
 
     mode: Mode = "url" if url else "in-process" if in_process else "serve"
-    target = Target(mode=mode, url=url, index=index, reader=reader, ready_timeout_s=ready_timeout)
+    app_factory = None
+    if mode == "in-process":
+        from service.main import create_app
+
+        app_factory = create_app
+    target = Target(
+        mode=mode, url=url, index=index, reader=reader, ready_timeout_s=ready_timeout, app_factory=app_factory
+    )
     endpoint = "/ask" if gold_set.kind == "qa" else "/search"
     err.print(f"{gold_set.name}: {len(gold_set.items)} questions → {endpoint} ({mode})")
     with Progress(

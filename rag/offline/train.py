@@ -114,8 +114,8 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
     import torch
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer, get_linear_schedule_with_warmup
 
+    from rag.offline.validate import evaluate_gold_paragraphs
     from rag.reader.model import base_model_path, save_reader
-    from rag.reader.validate import evaluate_gold_paragraphs
 
     random.seed(config.seed)
     np.random.seed(config.seed)

@@ -4,7 +4,7 @@ The grid is fixed here, before any run is seen. Runs are compared on the *held-o
 (``held_out.best_overall_f1``: SQuAD 2.0 F1 at the best null threshold, gold paragraph given); the validation
 figures are recorded for the report but never used to choose. The chosen run's folder is copied to ``--out``.
 
-    python -m rag.reader.sweep --squad dev-v2.0.json --work /tmp/sweep --out chosen/ --device cuda --parallel 4
+    python -m rag.offline.sweep --squad dev-v2.0.json --work /tmp/sweep --out chosen/ --device cuda --parallel 4
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from rag.reader.train import TrainConfig
+from rag.offline.train import TrainConfig
 
 #: name -> changes to the shipped recipe (TrainConfig defaults: lr 1e-4, 3 epochs, batch 16, length 256).
 GRID: dict[str, dict] = {
@@ -33,7 +33,7 @@ GRID: dict[str, dict] = {
 
 
 def _run(config: TrainConfig) -> dict:
-    from rag.reader.train import train
+    from rag.offline.train import train
 
     log_path = Path(config.out_dir).with_suffix(".log")
     with open(log_path, "w") as log:

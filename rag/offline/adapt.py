@@ -36,8 +36,8 @@ import numpy as np
 from rag.errors import ValidationError
 from rag.evaluation.metrics import exact_match
 from rag.evaluation.metrics import f1 as f1_score
-from rag.reader.examples import GroupExample, SourceQuestion, articles_from, build_groups, training_sources
-from rag.reader.fit_calibration import QuestionRows, collect, decision, fit_on
+from rag.offline.examples import GroupExample, SourceQuestion, articles_from, build_groups, training_sources
+from rag.offline.fit_calibration import QuestionRows, collect, decision, fit_on
 from rag.squad import GoldAnswer, SquadQuestion
 
 #: Fewer annotated questions than this cannot be split into a part to train on and a part to judge on.
@@ -167,8 +167,8 @@ def replay_groups(config: AdaptConfig, n: int, log: Callable[[str], None]) -> li
     from rag.embedding import Embedder
     from rag.engine import model_record
     from rag.loaders import squad_documents
-    from rag.reader.examples import load_groups, save_groups
-    from rag.reader.train import calibration_titles
+    from rag.offline.examples import load_groups, save_groups
+    from rag.offline.train import calibration_titles
     from rag.retrieval import RetrievalSettings, retrieve
     from rag.squad import VALIDATION_TITLES, load_squad, select_articles
     from rag.store import CorpusIndex, IndexSettings
@@ -240,7 +240,7 @@ class Scored:
 def cross_fit_user(benchmark: Sequence[QuestionRows], user: Sequence[QuestionRows]) -> list[Scored]:
     """Each held-out fold decided by a calibration (and threshold) fitted on the benchmark and the other folds."""
     from rag.evaluation.trust import operating_threshold
-    from rag.reader.fit_calibration import decided_row
+    from rag.offline.fit_calibration import decided_row
 
     out: dict[int, Scored] = {}
     for fold in sorted({q.article for q in user}):
@@ -273,7 +273,10 @@ def figures(scored: Sequence[Scored], samples: int = 1000, seed: int = 13) -> di
     for name, values in (("f1", f1), ("em", em)):
         draws = [values[rng.integers(0, len(values), len(values))].mean() for _ in range(samples)]
         out[name] = round(float(values.mean()), 2)
-        out[f"{name}_interval"] = [round(float(np.percentile(draws, 2.5)), 2), round(float(np.percentile(draws, 97.5)), 2)]
+        out[f"{name}_interval"] = [
+            round(float(np.percentile(draws, 2.5)), 2),
+            round(float(np.percentile(draws, 97.5)), 2),
+        ]
     given = [s for s in scored if s.answered]
     out["answered"] = round(100 * len(given) / max(1, len(scored)), 1)
     out["right_among_given"] = round(100 * sum(s.right for s in given) / len(given), 1) if given else None
@@ -307,9 +310,9 @@ def adapt(
 
     ``install``: ``if-better`` (default), ``never``, or ``always``."""
     from rag.engine import model_record
+    from rag.offline.fit_calibration import collect_benchmark
+    from rag.offline.train_groups import GroupTrainConfig, fit_groups
     from rag.pipeline import QAPipeline, reader_weights_sha256
-    from rag.reader.fit_calibration import collect_benchmark
-    from rag.reader.train_groups import GroupTrainConfig, fit_groups
     from rag.settings import Settings
     from rag.store import CorpusIndex
 
@@ -323,8 +326,10 @@ def adapt(
     questions = user_questions(config.gold)
     train, folds, split_by = split(questions, config.held_out_share, config.folds, config.seed)
     held = sum(len(f) for f in folds)
-    log(f"{len(questions)} annotated questions: {len(train)} to train on, {held} held out in {len(folds)} folds "
-        f"(split by {split_by})")
+    log(
+        f"{len(questions)} annotated questions: {len(train)} to train on, {held} held out in {len(folds)} folds "
+        f"(split by {split_by})"
+    )
 
     settings = Settings(index_dir=config.index_dir)
     pipeline = QAPipeline.load(
@@ -435,8 +440,8 @@ def fit_calibration(candidate: Path, current: Path, rows: Sequence[QuestionRows]
     """The candidate's calibration, fitted on every row (benchmark + all held-out questions), written in its
     folder; returns its threshold."""
     from rag.evaluation.trust import THRESHOLD_RULE, operating_threshold
+    from rag.offline.fit_calibration import decided_row
     from rag.pipeline import reader_weights_sha256
-    from rag.reader.fit_calibration import decided_row
 
     calibrator = fit_on(rows)
     calibrator.reader_sha256 = reader_weights_sha256("trained", candidate)
@@ -444,8 +449,11 @@ def fit_calibration(candidate: Path, current: Path, rows: Sequence[QuestionRows]
     previous = current / "calibration-trained.json"
     fitted = json.loads(previous.read_text()).get("fitted_on", {}) if previous.is_file() else {}
     calibrator.fitted_on = {
-        **{k: fitted[k] for k in ("reader", "read_k", "reader_backend", "squad_sha256", "calibration_articles")
-           if k in fitted},
+        **{
+            k: fitted[k]
+            for k in ("reader", "read_k", "reader_backend", "squad_sha256", "calibration_articles")
+            if k in fitted
+        },
         "questions": {"benchmark and held-out annotated": len(rows)},
         "candidates": sum(len(q.rows) for q in rows),
         "threshold_rule": THRESHOLD_RULE + "; with the users' held-out annotated questions added",

@@ -24,9 +24,9 @@ import numpy as np
 
 from rag.evaluation.metrics import f1 as f1_score
 from rag.loaders import load_paths
+from rag.offline.train import calibration_titles
 from rag.pipeline import QAPipeline
 from rag.reader.calibration import Calibrator, Logistic, candidate_features, coverage_row
-from rag.reader.train import calibration_titles
 from rag.sentences import sentence_around
 from rag.squad import SquadQuestion, iter_questions, load_squad, select_articles
 from rag.store import CorpusIndex, IndexSettings

@@ -1,4 +1,4 @@
-"""Train the span reader on serving-like groups (rag/reader/examples.py) with shared normalisation.
+"""Train the span reader on serving-like groups (rag/offline/examples.py) with shared normalisation.
 
 Shared normalisation (Clark & Gardner 2018; Wang et al. 2019, "Multi-passage BERT"): the start and end
 softmaxes of a question run over the passage tokens of *all* its windows together, so span scores compare
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.reader.examples import (
+from rag.offline.examples import (
     QA_MORE_FILES,
     GroupExample,
     articles_from,
@@ -157,7 +157,7 @@ def prepare_groups(config: GroupTrainConfig, log: Callable[[str], None]) -> list
     from rag.embedding import Embedder
     from rag.engine import model_record
     from rag.loaders import squad_documents
-    from rag.reader.train import calibration_titles
+    from rag.offline.train import calibration_titles
     from rag.retrieval import RetrievalSettings, retrieve
     from rag.squad import VALIDATION_TITLES, load_squad, select_articles
     from rag.store import CorpusIndex, IndexSettings
@@ -278,8 +278,8 @@ def fit_groups(
     from safetensors.torch import load_file
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer, get_linear_schedule_with_warmup
 
+    from rag.offline.train import adamw
     from rag.reader.model import base_model_path, save_reader
-    from rag.reader.train import adamw
 
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.threads)
@@ -385,7 +385,7 @@ def _schedule_key(config: GroupTrainConfig) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m rag.reader.train_groups --out DIR --work DIR [--init-from DIR] [--resume] ...``"""
+    """``python -m rag.offline.train_groups --out DIR --work DIR [--init-from DIR] [--resume] ...``"""
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

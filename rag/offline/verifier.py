@@ -1,7 +1,7 @@
 """A sentence-level answer verifier (an experiment, not on the serving path): a cross-encoder over (question, the
 answer's sentence with the span marked) that scores whether the sentence states the answer.
 
-Trained from all-MiniLM-L6-v2 on the reader's training groups (rag/reader/examples.py), never on the held-out
+Trained from all-MiniLM-L6-v2 on the reader's training groups (rag/offline/examples.py), never on the held-out
 or validation articles. Each answerable group gives one positive, its gold span marked in its own sentence, and
 negatives of the kinds the reader gets wrong: another span of the same sentence (right sentence, wrong span), a
 span of the asked-for shape in another sentence of the gold passage (the topic, not the fact: a near miss), and a
@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from rag.reader.examples import GroupExample
+from rag.offline.examples import GroupExample
 from rag.sentences import sentence_around
 
 MAX_LENGTH = 128
@@ -171,8 +171,8 @@ def train_verifier(
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
 
+    from rag.offline.train import adamw
     from rag.reader.model import base_model_path
-    from rag.reader.train import adamw
 
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
@@ -261,13 +261,13 @@ class Verifier:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m rag.reader.verifier --groups FILE --out DIR [--questions N]``"""
+    """``python -m rag.offline.verifier --groups FILE --out DIR [--questions N]``"""
     import argparse
 
-    from rag.reader.examples import load_groups
+    from rag.offline.examples import load_groups
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--groups", required=True, help="training groups (rag.reader.train_groups --prepare-only)")
+    parser.add_argument("--groups", required=True, help="training groups (rag.offline.train_groups --prepare-only)")
     parser.add_argument("--out", required=True)
     parser.add_argument("--questions", type=int, default=4000)
     parser.add_argument("--threads", type=int, default=2)
