@@ -12,12 +12,15 @@ the offline jobs, and the service never imports the offline jobs (tests/test_lay
 
 from __future__ import annotations
 
+import importlib
 import sys
 
-from cli import asking, documents, evaluate, feedback, training  # noqa: F401 - each registers its commands
 from cli.base import EXIT_INDEX, EXIT_MODEL, EXIT_PROBLEMS, EXIT_SERVICE, EXIT_USAGE, app
 
-app.command("eval")(evaluate.eval_command)
+# Each module registers its commands when imported; `rag --help` lists them in this order.
+for _name in ("documents", "asking", "training", "feedback", "evaluate"):
+    importlib.import_module(f"cli.{_name}")
+app.command("eval")(importlib.import_module("cli.evaluate").eval_command)
 
 
 def main() -> None:  # pragma: no cover

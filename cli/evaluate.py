@@ -7,18 +7,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from cli.base import EXIT_INDEX, EXIT_PROBLEMS, EXIT_SERVICE, EXIT_USAGE
+from cli.base import EXIT_INDEX, EXIT_PROBLEMS, EXIT_SERVICE, EXIT_USAGE, console, err, progress_bar
 from rag.errors import RagError
 
 RESULTS_DIR = Path("eval/results")
 READERS = ("trained", "heuristic")
-
-console = Console()
-err = Console(stderr=True)
 
 
 def _usage(message: str) -> typer.Exit:
@@ -45,7 +40,7 @@ def build_index(index: Path, paths: list[Path]) -> None:
         raise IndexCorrupt(engine.load_error)
     wanted = {d.id for d in loaded.documents}
     stale = [d for d in engine.snapshot.documents if d not in wanted]
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err) as bar:
+    with progress_bar() as bar:
         task = bar.add_task(f"indexing {index}", total=None)
         report = engine.write(
             loaded.documents, stale, progress=lambda done, total: bar.update(task, completed=done, total=total)
@@ -157,14 +152,7 @@ def eval_command(
     )
     endpoint = "/ask" if gold_set.kind == "qa" else "/search"
     err.print(f"{gold_set.name}: {len(gold_set.items)} questions → {endpoint} ({mode})")
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=err,
-    ) as bar:
+    with progress_bar() as bar:
         task = bar.add_task("starting the service" if mode != "url" else "connecting", total=None)
 
         def on_ready(ready: dict) -> None:

@@ -97,9 +97,8 @@ def main() -> None:
             for _ in range(10):  # connections land on either worker
                 r = client.get(f"{base}/documents")
                 if r.status_code == 200:
-                    payload = r.json()
-                    items = payload["documents"] if isinstance(payload, dict) else payload
-                    seen_by_workers.add(len(items))
+                    payload = r.json()  # one page of the list; "count" is how many the worker holds
+                    seen_by_workers.add(payload["count"] if isinstance(payload, dict) else len(payload))
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=60)

@@ -183,7 +183,8 @@ def replay_groups(config: AdaptConfig, n: int, log: Callable[[str], None]) -> li
     articles = [(name, article) for name, payload in sources for article in payload["data"]]
     rng = random.Random(config.seed)
     rng.shuffle(articles)
-    docs, questions = [], []
+    docs: list = []
+    questions: list[SourceQuestion] = []
     for name, article in articles:
         if len(questions) >= 2 * n:
             break

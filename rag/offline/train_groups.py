@@ -305,6 +305,7 @@ def fit_groups(
     total = len(batches)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(total * config.warmup_ratio), total)
     work = Path(config.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
     checkpoint = work / "checkpoint.pt"
     step, losses, seconds_before = 0, [], 0.0
     if resume and checkpoint.is_file():
