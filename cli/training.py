@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -49,6 +50,19 @@ def train_reader(
     threads: int = 2,
     device: Annotated[str, typer.Option(help="torch device: cpu, or cuda where a GPU is lent")] = "cpu",
     max_questions: Annotated[int | None, typer.Option(help="Train on a sample (for timing runs)")] = None,
+    train_part_share: Annotated[float, typer.Option(help="Share of the training-set parts' questions kept")] = 1.0,
+    qa_more: Annotated[
+        Path | None, typer.Option(help="../shared/data/qa-more: more answerable questions (never its Reddit file)")
+    ] = None,
+    qa_more_share: Annotated[float, typer.Option(help="Share of the qa-more questions kept")] = 1.0,
+    near_miss_share: Annotated[
+        float, typer.Option(help="Share of answerable groups that also give a near-miss (no answer) group")
+    ] = 0.0,
+    skip_trained_by: Annotated[
+        Path | None,
+        typer.Option(help="An earlier run's reader.json: leave out the questions it trained on (groups recipe)"),
+    ] = None,
+    prepare_only: Annotated[bool, typer.Option(help="Only build and cache the training groups")] = False,
     extra_gold: Annotated[
         Path | None,
         typer.Option(
@@ -97,7 +111,7 @@ def train_reader(
         )
         return
     if recipe == "groups":
-        from rag.offline.train_groups import GroupTrainConfig, train_groups
+        from rag.offline.train_groups import GroupTrainConfig, prepare_groups, train_groups
 
         group_config = GroupTrainConfig(
             squad_path=str(squad),
@@ -115,8 +129,16 @@ def train_reader(
             threads=threads,
             device=device,
             dev_train_share=dev_train_share,
+            train_part_share=train_part_share,
             max_questions=max_questions,
+            qa_more=str(qa_more) if qa_more else None,
+            qa_more_share=qa_more_share,
+            near_miss_share=near_miss_share,
+            skip_trained_by=json.loads(skip_trained_by.read_text())["config"] if skip_trained_by else None,
         )
+        if prepare_only:
+            prepare_groups(group_config, lambda m: err.print(escape(m)))
+            return
         train_groups(group_config, resume=resume, log=lambda m: err.print(escape(m)))
         return
     if recipe != "paragraphs":

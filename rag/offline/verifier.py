@@ -267,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     from rag.offline.examples import load_groups
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--groups", required=True, help="training groups (rag.offline.train_groups --prepare-only)")
+    parser.add_argument("--groups", required=True, help="training groups (rag train-reader --prepare-only)")
     parser.add_argument("--out", required=True)
     parser.add_argument("--questions", type=int, default=4000)
     parser.add_argument("--threads", type=int, default=2)
