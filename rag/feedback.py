@@ -254,9 +254,8 @@ def last_evaluation(folder: Path) -> dict | None:
         summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
         abstention, answers = summary["abstention"], summary["answers"]
         n = int(summary["n"])
-        answered = int(answers.get("n_answered", 0)) + round(
-            abstention.get("n_unanswerable", 0) * (1 - abstention.get("no_ans_accuracy") or 0)
-        )
+        declined_right = abstention.get("no_ans_accuracy") or 0.0  # None when no question is unanswerable
+        answered = int(answers.get("n_answered", 0)) + round(abstention.get("n_unanswerable", 0) * (1 - declined_right))
         return {
             "created": summary["created"],
             "questions": n,

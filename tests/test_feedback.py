@@ -208,6 +208,11 @@ def test_the_summary_shows_the_last_evaluation_on_the_feedback(engine_factory): 
     assert last["f1"] == round(100 * run["abstention"]["overall_f1"], 1)
     assert last["em"] == round(100 * run["abstention"]["overall_em"], 1)
     assert 0 <= last["answered"] <= 100
+    # Users' annotations are often all answerable: then there is no no-answer accuracy at all.
+    run["abstention"] |= {"n_unanswerable": 0, "no_ans_accuracy": None}
+    run["answers"] |= {"n_answered": 12}
+    (folder / "summary.json").write_text(json.dumps(run))
+    assert client.get("/feedback/summary").json()["last_evaluation"]["answered"] == round(100 * 12 / run["n"], 1)
     (folder / "summary.json").write_text("{torn")
     assert client.get("/feedback/summary").json()["last_evaluation"] is None
 
