@@ -32,7 +32,7 @@ def trees(rows: Sequence[Sequence[float]], labels: Sequence[int]) -> Scorer:
 
 
 def logistic(rows: Sequence[Sequence[float]], labels: Sequence[int]) -> Scorer:
-    from rag.reader.calibration import Logistic
+    from rag.decide import Logistic
 
     model = Logistic.fit(rows, labels)
     return model.probability

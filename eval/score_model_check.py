@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from rag.decide import Logistic
 from rag.evaluation.metrics import f1 as f1_score
 from rag.evaluation.trust import Decided, headline, operating_threshold
 from rag.offline.fit_calibration import RIGHT_F1, QuestionRows, cached_rows
-from rag.reader.calibration import Logistic
 
 
 def decided(q: QuestionRows, ranker: Logistic, decider: Logistic | None) -> Decided:

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rag.answer_text import trim_span
+from rag.decide import Calibrator, Candidate, candidate_features
 from rag.embedding import Embedder
 from rag.errors import ModelError, ValidationError
 from rag.filters import Filters
 from rag.lexical import BM25Index, LexicalSettings
-from rag.reader.calibration import Calibrator, Candidate, candidate_features
 from rag.retrieval import RetrievalSettings, retrieve
 from rag.sentences import sentence_around
 from rag.store import CorpusIndex
@@ -419,7 +419,7 @@ def check_top_k(value: int, name: str, limit: int) -> None:
 def default_calibrator(reader_kind: str) -> Calibrator:
     """Only to fit a calibration (``calibrated=False``): a plain sigmoid of the margin (trained) or of the
     heuristic score. The service never runs on it: a missing calibration is an error."""
-    from rag.reader.calibration import FEATURES, Logistic
+    from rag.decide import FEATURES, Logistic
 
     weights = [0.0] * len(FEATURES)
     bias = 0.0

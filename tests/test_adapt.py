@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from rag.decide import FEATURES
 from rag.errors import ValidationError
 from rag.offline import adapt
 from rag.offline.adapt import Scored, UserQuestion, figures, paired_difference, score, split, user_groups
 from rag.offline.fit_calibration import QuestionRows
-from rag.reader.calibration import FEATURES
 from rag.types import Chunk, Hit
 
 TEXT = "Alpha founded the club in 1901.\n\nThe club moved to Paris in 1920. It has 300 members.\n\nBeta plays."

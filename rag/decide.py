@@ -1,4 +1,4 @@
-"""From reader and retrieval evidence to a calibrated probability that an answer is right.
+"""The decide stage: from reader and retrieval evidence to a calibrated probability that an answer is right.
 
 Each candidate answer is described by corpus-independent features: the reader's span and no-answer
 log-probabilities under the question's shared normalisation (every window of every passage read together),
@@ -32,7 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from rag.errors import ModelError
-from rag.reader.heuristic import expected_labels
+from rag.question_types import expected_labels
 from rag.sentences import sentence_around
 from rag.text import normalize_answer
 from rag.types import Hit
@@ -88,7 +88,7 @@ _SHAPES = {
     "PERCENT": re.compile(r"%|\bper ?cent\b", re.I),
     "NAME": re.compile(r"\b[A-Z][\w'’.-]*"),
 }
-#: Which shapes fit each spaCy label the question may ask for (rag.reader.heuristic.expected_labels).
+#: Which shapes fit each spaCy label the question may ask for (rag.question_types.expected_labels).
 _LABEL_SHAPES = {
     "DATE": ("DATE",),
     "TIME": ("TIME", "DATE"),
