@@ -393,14 +393,19 @@ def adapt(
     bench_rows: dict[str, list[QuestionRows]] = {}
     for name, folder in (("current", current), ("adapted", candidate)):
         sha = reader_weights_sha256("trained", folder)
-        reader = QAPipeline.load(
-            "trained",
-            reader_dir=folder,
-            backend=backend,
-            embedder=pipeline.embedder,
-            calibrated=False,
-            settings=settings.ask_settings(),
-            threads=config.threads,
+        # Rows need the reader's outputs and features, not its calibration: the current reader is already loaded.
+        reader = (
+            pipeline
+            if name == "current"
+            else QAPipeline.load(
+                "trained",
+                reader_dir=folder,
+                backend=backend,
+                embedder=pipeline.embedder,
+                calibrated=False,
+                settings=settings.ask_settings(),
+                threads=config.threads,
+            )
         )
         log(f"{name} reader: the trust benchmark's rows (cached per reader) and the held-out questions")
         bench_rows[name], _ = collect_benchmark(
