@@ -16,7 +16,6 @@ import argparse
 import importlib.metadata
 import os
 import platform
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -27,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # eval/benchmark/
 
 from benchmark import report  # noqa: E402
 from benchmark.records import Environment, PeerResult, QueryLatency, Server, ratio  # noqa: E402
+from loadtest import git_commit  # noqa: E402 - eval/, beside us
 from rich.console import Console  # noqa: E402
 
 from rag.reader.model import DEFAULT_READER_DIR  # noqa: E402
@@ -235,18 +235,6 @@ def memory_gib() -> float:
     except OSError:
         pass
     return float("nan")
-
-
-def git_commit() -> str:
-    """HEAD's short hash, with "+dirty" when tracked files differ from it ("unknown" outside a checkout)."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=ROOT, capture_output=True)
-    except OSError:
-        return "unknown"
-    if head.returncode != 0:
-        return "unknown"
-    return head.stdout.strip() + ("+dirty" if dirty.returncode != 0 else "")
 
 
 def environment(mode: str, settings: dict) -> Environment:

@@ -32,6 +32,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from loadtest import git_commit  # noqa: E402 - eval/, beside us
+
 from rag.evaluation.metrics import exact_match, f1  # noqa: E402
 from rag.evaluation.server import serve  # noqa: E402
 
@@ -276,9 +278,8 @@ def main() -> None:
                 "threshold": report.get("threshold"),
             }
         )
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
     result = {
-        "commit": commit.stdout.strip(),
+        "commit": git_commit(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{len(__import__('os').sched_getaffinity(0))} cores",
         "documents": len(docs),

@@ -66,7 +66,7 @@ class Environment:
     load_average: tuple[float, float, float]
     versions: dict[str, str]
     settings: dict[str, Any]
-    commit: str = "unknown"  # git HEAD of the benchmarked tree, "+dirty" when it had uncommitted changes
+    commit: str = "unknown"  # git HEAD of the benchmarked tree (loadtest.git_commit: says so when it had changes)
 
 
 @dataclass(frozen=True, slots=True)
