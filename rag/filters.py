@@ -163,8 +163,8 @@ class _Table:
         days = [parse_date(d.published) for d in docs]
         self.days = np.array([d.toordinal() if d else _NO_DAY for d in days], dtype=np.int64)
         self.publishers = np.array([publisher(d) for d in docs], dtype=object)
-        self.row_doc = np.array([self.code[c.doc_id] for c in index.chunks], dtype=np.int64)
-        self.keys = np.array([c.key for c in index.chunks], dtype=np.int64)
+        self.row_doc = index.chunks.document_codes(self.code)
+        self.keys = index.chunks.keys
         self.ascending = bool(np.all(self.keys[1:] > self.keys[:-1]))
 
 

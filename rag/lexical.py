@@ -105,7 +105,8 @@ class BM25Index:
         bm25s = _bm25s()
 
         self.size = size
-        self._bm25 = bm25s.BM25.load(str(folder), load_corpus=False) if size else None
+        # Memory-mapped: a query reads only its terms' postings (contiguous per term in the CSC arrays).
+        self._bm25 = bm25s.BM25.load(str(folder), load_corpus=False, mmap=True) if size else None
         self.lengths = np.load(folder / "lengths.npy", allow_pickle=False)
         self.average_length = float(self.lengths.mean()) if len(self.lengths) else 0.0
         return self

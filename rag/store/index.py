@@ -27,46 +27,52 @@ folders, flushed and renamed into place before ``CURRENT`` moves.
 from __future__ import annotations
 
 import bisect
-import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from rag.chunking import ChunkerSettings, chunk_text
 from rag.dense import DenseIndex
-from rag.errors import DocumentNotFound, IndexCorrupt, IndexMismatch, IndexNotFound, ValidationError
-from rag.lexical import BM25Index, LexicalSettings
+from rag.errors import DocumentNotFound, IndexCorrupt
+from rag.lexical import BM25Index
+from rag.store import changes
 from rag.store import commit as commits
+from rag.store.changes import Prepared, Progress
+from rag.store.columns import Rows
 from rag.store.commit import SEGMENTS, read_current, write_lock
+from rag.store.loading import FORMAT_VERSION, current_generation, index_exists, read_commit, stored_checksums
 from rag.store.search import MultiBM25, MultiDense
-from rag.store.segment import SEGMENT_MANIFEST, IndexSettings, Segment, indexed_text
+from rag.store.segment import IndexSettings, Segment
 from rag.types import Chunk, Document, Embeddings, IngestReport
 
 log = logging.getLogger(__name__)
 
-#: 3: segments, and commits that list each segment's deleted documents. 2 (the same, without deletions) is read
-#: as it is; 1 (one folder per generation holding everything) is read as one segment. Both are written as format 3
-#: by the next write (a program that reads only 2 would not leave the deleted documents out: it refuses 3).
-FORMAT_VERSION = 3
-READS = (1, 2, 3)
-EMBED_BATCH = 256
+__all__ = ["CorpusIndex", "current_generation", "index_exists", "replace_segments", "stored_checksums"]
+
 #: A load whose commit was replaced, and its files removed, while it read them starts again this many times.
 LOAD_ATTEMPTS = 5
-
-Progress = Callable[[int, int], None]
-#: A document chunked and embedded elsewhere: its chunk spans (start, end) and their vectors, row for row.
-Prepared = tuple[Sequence[tuple[int, int]], Embeddings]
 
 
 @dataclass(eq=False)
 class CorpusIndex:
-    """One consistent snapshot of the corpus. Treat as read-only; ``apply`` returns a new one."""
+    """One consistent snapshot of the corpus. Treat as read-only; ``apply`` returns a new one.
+
+    Invariants (``check`` tests them; the loader and ``apply`` keep them):
+
+    - chunk keys are unique and ascend across the segments, in segment order (a key finds its segment by
+      binary search over the segments' first keys, and its row inside by binary search over the segment's
+      keys); every key is below ``next_key``, which only grows (a replaced chunk's key is never used again);
+    - row ``r`` of ``chunks`` is row ``r - offsets[i]`` of segment ``i``'s live chunks, with ``offsets[i]`` the
+      live chunks of the segments before it; ``dense`` returns keys, ``lexical`` returns rows;
+    - a document lives in exactly one segment, and ``documents`` and ``checksums`` are the union of the
+      segments' (live) ones; a segment's deleted documents are in its stored files only;
+    - a segment never changes once built: a snapshot after a change shares every untouched segment, and a
+      segment that lost documents is a view of the stored one (``Segment.with_deleted``)."""
 
     settings: IndexSettings
     model: dict[str, Any]  # id, checksum, dim
@@ -80,18 +86,17 @@ class CorpusIndex:
     # The view over the segments, built once per snapshot.
     documents: dict[str, Document] = field(init=False, repr=False)
     checksums: dict[str, str] = field(init=False, repr=False)  # doc id -> document checksum
-    chunks: list[Chunk] = field(init=False, repr=False)  # every chunk, row by row
+    chunks: Rows = field(init=False, repr=False)  # every chunk, row by row (columns: rag/store/columns.py)
     dense: DenseIndex = field(init=False, repr=False)
     lexical: BM25Index = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.documents, self.checksums, self.chunks = {}, {}, []
-        self._offsets: list[int] = []
+        self.documents, self.checksums = {}, {}
         for segment in self.segments:
-            self._offsets.append(len(self.chunks))
             self.documents.update(segment.documents)
             self.checksums.update(segment.checksums)
-            self.chunks.extend(segment.chunks)
+        self.chunks = Rows([s.chunks for s in self.segments])
+        self._offsets = self.chunks.offsets
         filled = [i for i, s in enumerate(self.segments) if s.size]
         self._filled = filled
         self._first_keys = [int(self.segments[i].keys[0]) for i in filled]
@@ -120,7 +125,28 @@ class CorpusIndex:
         return cls(settings=settings, model=model)
 
     def chunks_of(self, doc_id: str) -> list[Chunk]:
-        return [c for s in self.segments if doc_id in s.documents for c in s.chunks if c.doc_id == doc_id]
+        for s in self.segments:
+            if doc_id in s.documents:
+                return [s.chunks[int(r)] for r in s.chunks.rows_of(doc_id)]
+        return []
+
+    def check(self) -> None:
+        """Raise ``IndexCorrupt`` where this snapshot breaks an invariant of the class docstring (for tests and
+        ``rag verify``: it walks every document)."""
+        keys = self.chunks.keys
+        if len(keys) and (np.any(keys[1:] <= keys[:-1]) or int(keys[-1]) >= self.next_key):
+            raise IndexCorrupt("chunk keys do not ascend across the segments, or reach next_key")
+        owners: dict[str, int] = {}
+        for i, segment in enumerate(self.segments):
+            for doc_id in segment.documents:
+                if owners.setdefault(doc_id, i) != i:
+                    raise IndexCorrupt(f"document {doc_id!r} is live in segments {owners[doc_id]} and {i}")
+            table = segment.chunks
+            live = {table.docs[int(r)].id for r in np.unique(table.doc_rows)}
+            if live != segment.documents.keys() or segment.documents.keys() != segment.checksums.keys():
+                raise IndexCorrupt(f"segment {segment.name}: its chunks, documents and checksums disagree")
+        if owners.keys() != self.documents.keys() or len(self.chunks) != sum(s.size for s in self.segments):
+            raise IndexCorrupt("the snapshot's documents or rows are not its segments'")
 
     def get(self, doc_id: str) -> Document:
         try:
@@ -190,75 +216,9 @@ class CorpusIndex:
         ``prepared`` maps a document id to its chunk spans and vectors computed elsewhere (the distributed
         ingest, rag/distributed.py) with this index's settings and model: those documents are not chunked or
         embedded here, and ``embedder`` may be None when every changed document is prepared."""
-        started = time.perf_counter()
-        delete_ids = list(dict.fromkeys(deletes))
-        for doc_id in delete_ids:
-            if doc_id not in self.documents:
-                raise DocumentNotFound(doc_id)
-        added: list[str] = []
-        replaced: list[str] = []
-        unchanged: list[str] = []
-        todo: dict[str, Document] = {}
-        for doc in upserts:
-            old = self.checksums.get(doc.id)
-            if old == doc.checksum:
-                unchanged.append(doc.id)
-                continue
-            (replaced if old is not None else added).append(doc.id)
-            todo[doc.id] = doc  # the last version given wins
-        report = IngestReport(
-            added=tuple(added),
-            replaced=tuple(replaced),
-            unchanged=tuple(unchanged),
-            deleted=tuple(delete_ids),
-            skipped=tuple(skipped),
+        return changes.apply(
+            self, upserts, deletes, embedder=embedder, progress=progress, skipped=skipped, prepared=prepared
         )
-        if not todo and not delete_ids:
-            return self, replace(report, seconds=time.perf_counter() - started)
-
-        new_chunks: list[Chunk] = []
-        texts: list[str] = []
-        key = self.next_key
-        prepared = prepared or {}
-        given: list[tuple[int, Embeddings]] = []  # (first row, vectors) of prepared documents
-        for doc in todo.values():
-            ready = prepared.get(doc.id)
-            if ready is not None:
-                spans = [(int(a), int(b)) for a, b in ready[0]]
-                if len(ready[1]) != len(spans):
-                    raise ValidationError(f"document {doc.id!r}: {len(spans)} prepared chunks, {len(ready[1])} vectors")
-                given.append((len(new_chunks), ready[1]))
-            else:
-                spans = [(s.start, s.end) for s in chunk_text(doc.text, embedder.token_offsets, self.settings.chunker)]
-            for ordinal, (start, end) in enumerate(spans):
-                chunk = Chunk(key, doc.id, ordinal, start, end, doc.text[start:end])
-                new_chunks.append(chunk)
-                if ready is None:
-                    texts.append(indexed_text(doc.title, chunk.text, self.settings.title_in_text))
-                key += 1
-        new_vectors = _embed(embedder, texts, progress, dim=int(self.model["dim"]))
-        if given:
-            merged = np.zeros((len(new_chunks), int(self.model["dim"])), dtype=np.float32)
-            mask = np.ones(len(new_chunks), dtype=bool)
-            for row, vectors in given:
-                merged[row : row + len(vectors)] = vectors
-                mask[row : row + len(vectors)] = False
-            merged[mask] = new_vectors
-            new_vectors = merged
-
-        gone = set(delete_ids) | set(todo)
-        segments = [kept for s in self.segments if (kept := s.with_deleted(gone)) is not None]
-        if todo:
-            segments.append(Segment.build(list(todo.values()), new_chunks, new_vectors, self.settings))
-        snapshot = CorpusIndex(
-            settings=self.settings,
-            model=self.model,
-            segments=segments,
-            next_key=key,
-            generation=self.generation,
-            global_stats=self.global_stats,
-        )
-        return snapshot, replace(report, chunks_embedded=len(new_chunks), seconds=time.perf_counter() - started)
 
     def merged(self, start: int, end: int) -> CorpusIndex:
         """A snapshot with segments ``[start, end)`` merged into one, their deleted documents left out (nothing is
@@ -315,7 +275,7 @@ class CorpusIndex:
         verify: bool | str = True,
         reuse: CorpusIndex | None = None,
     ) -> CorpusIndex:
-        """Load the live commit; refuse one built with another model or other settings.
+        """Load the live commit (rag/store/loading.py); refuse one built with another model or other settings.
 
         ``verify``: True checks every file's size and the checksums of the files under 1 MiB (a load costs
         what it reads, not a hash of every vector); ``"full"`` hashes every byte (``rag verify``); False skips.
@@ -329,7 +289,7 @@ class CorpusIndex:
         for attempt in range(LOAD_ATTEMPTS):
             current = read_current(folder)
             try:
-                return cls._load_commit(folder, current, settings=settings, model=model, verify=verify, reuse=reuse)
+                return cls._from_commit(folder, current, settings=settings, model=model, verify=verify, reuse=reuse)
             except IndexCorrupt:
                 if attempt + 1 == LOAD_ATTEMPTS or read_current(folder) == current:
                     raise
@@ -337,7 +297,7 @@ class CorpusIndex:
         raise AssertionError("unreachable")
 
     @classmethod
-    def _load_commit(
+    def _from_commit(
         cls,
         folder: Path,
         current: str | None,
@@ -347,75 +307,27 @@ class CorpusIndex:
         verify: bool | str,
         reuse: CorpusIndex | None,
     ) -> CorpusIndex:
-        rebuild = f"rebuild it with: rag ingest <your files> --index {folder} --rebuild"
-        if current is None:
-            raise IndexNotFound(
-                f"no index in {folder} (no {commits.CURRENT} file); build one with: rag ingest seeds/ --index {folder}"
-            )
-        gen = folder / current
-        try:
-            manifest = json.loads((gen / "manifest.json").read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise IndexCorrupt(f"index {gen} has no readable manifest.json ({exc}); {rebuild}") from exc
-        version = manifest.get("format_version")
-        if version not in READS:
-            raise IndexMismatch(
-                f"index {gen} has format version {version}, this program reads {', '.join(map(str, READS))}; {rebuild}"
-            )
-        if model is not None and manifest["model"].get("checksum") != model.get("checksum"):
-            raise IndexMismatch(
-                f"index {gen} was built with embedding model {manifest['model'].get('id')} "
-                f"(checksum {str(manifest['model'].get('checksum'))[:12]}), not the loaded {model.get('id')} "
-                f"(checksum {str(model.get('checksum'))[:12]}); {rebuild}"
-            )
-        stored = _settings_from_dict(manifest["settings"], dense_kind=(settings or IndexSettings()).dense_kind)
-        # Other BM25 parameters need no re-embedding: the lexical index is rebuilt from the chunks below.
-        relex = settings is not None and stored.lexical != settings.lexical
-        if relex and settings is not None:
-            stored = replace(stored, lexical=settings.lexical)
-        if settings is not None and stored.as_dict() != settings.as_dict():
-            raise IndexMismatch(
-                f"index {gen} was built with settings {json.dumps(stored.as_dict(), sort_keys=True)}, "
-                f"but {json.dumps(settings.as_dict(), sort_keys=True)} were asked for; {rebuild}"
-            )
-        dim = int(manifest["model"]["dim"])
-        if version == 1:
-            # Format 1: the generation folder holds one whole index, laid out as a segment. Read as one (its
-            # BM25 is built again, with token counts), it is written in format 3 by the next write.
-            log.info("index %s is in format 1: read as one segment; the next write saves it in format 3", gen)
-            segments = [Segment.read(gen, stored, dim, verify=verify, rebuild=rebuild, legacy=manifest)]
-        else:
-            known = {}
-            if reuse is not None and not relex and reuse.settings == stored:
-                known = {s.name: s for s in reuse.segments if s.stored_in(folder / SEGMENTS)}
-            segments = []
-            for entry in manifest["segments"]:
-                path = folder / SEGMENTS / entry["name"]
-                deleted = frozenset(entry.get("deleted", ()))
-                segment = known.get(entry["name"])
-                if segment is None:
-                    segment = Segment.read(path, stored, dim, verify=verify, rebuild=rebuild, relex=relex)
-                if verify and segment.digest != entry.get("manifest_sha256", segment.digest):
-                    raise IndexCorrupt(f"segment {path} does not match its checksum in {gen}; {rebuild}")
-                if segment.deleted != deleted:
-                    if not segment.deleted <= deleted:  # a deletion is never undone: start from the stored one
-                        segment = segment.base or segment
-                    view = segment.with_deleted(deleted)
-                    if view is None or view.deleted != deleted:
-                        raise IndexCorrupt(f"{gen} lists deleted documents segment {path} does not hold; {rebuild}")
-                    segment = view
-                segments.append(segment)
+        read = read_commit(
+            folder,
+            current,
+            settings=settings,
+            model=model,
+            verify=verify,
+            reuse=reuse.segments if reuse is not None else (),
+            reuse_settings=reuse.settings if reuse is not None else None,
+        )
+        manifest = read.manifest
         index = cls(
-            settings=stored,
+            settings=read.settings,
             model=manifest["model"],
-            segments=segments,
+            segments=read.segments,
             next_key=int(manifest["next_key"]),
             generation=int(manifest["generation"]),
         )
         if len(index.chunks) != int(manifest["counts"]["chunks"]):
             raise IndexCorrupt(
-                f"index {gen} lists {manifest['counts']['chunks']} chunks, its segments hold {len(index.chunks)}; "
-                f"{rebuild}"
+                f"index {folder / str(current)} lists {manifest['counts']['chunks']} chunks, its segments hold "
+                f"{len(index.chunks)}; rebuild it with: rag ingest <your files> --index {folder} --rebuild"
             )
         return index
 
@@ -430,51 +342,3 @@ def replace_segments(index: CorpusIndex, segments: list[Segment]) -> CorpusIndex
         generation=index.generation,
         global_stats=index.global_stats,
     )
-
-
-def stored_checksums(folder: str | Path) -> dict[str, str]:
-    """doc id -> checksum of every document in the live commit, read from the manifests only (no vectors)."""
-    folder = Path(folder)
-    current = read_current(folder)
-    if current is None:
-        return {}
-    manifest = json.loads((folder / current / "manifest.json").read_text(encoding="utf-8"))
-    if manifest.get("format_version") == 1:
-        return {k: v["checksum"] for k, v in manifest["documents"].items()}
-    out: dict[str, str] = {}
-    for entry in manifest["segments"]:
-        inner = json.loads((folder / SEGMENTS / entry["name"] / SEGMENT_MANIFEST).read_text(encoding="utf-8"))
-        deleted = set(entry.get("deleted", ()))
-        out.update({k: v["checksum"] for k, v in inner["documents"].items() if k not in deleted})
-    return out
-
-
-def index_exists(folder: str | Path) -> bool:
-    return read_current(Path(folder)) is not None
-
-
-def current_generation(folder: str | Path) -> str | None:
-    """The live generation's folder name, or None when the folder holds no index."""
-    return read_current(Path(folder))
-
-
-def _settings_from_dict(data: dict[str, Any], dense_kind: str) -> IndexSettings:
-    return IndexSettings(
-        chunker=ChunkerSettings(**data["chunker"]),
-        lexical=LexicalSettings(**data["lexical"]),
-        title_in_text=bool(data["title_in_text"]),
-        dense_kind=dense_kind,
-    )
-
-
-def _embed(embedder, texts: Sequence[str], progress: Progress | None, dim: int | None = None) -> Embeddings:
-    if not texts and dim is not None:
-        return np.zeros((0, dim), dtype=np.float32)
-    parts = []
-    for i in range(0, len(texts), EMBED_BATCH):
-        parts.append(embedder.encode(texts[i : i + EMBED_BATCH]))
-        if progress:
-            progress(min(i + EMBED_BATCH, len(texts)), len(texts))
-    if not parts:
-        return np.zeros((0, embedder.dim), dtype=np.float32)
-    return np.concatenate(parts).astype(np.float32, copy=False)

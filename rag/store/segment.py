@@ -19,12 +19,11 @@ its segment by binary search.
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import shutil
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from rag.chunking import ChunkerSettings
 from rag.dense import DenseIndex, KeySet
 from rag.errors import IndexCorrupt
 from rag.lexical import BM25Index, LexicalSettings
+from rag.store.columns import ChunkTable
 from rag.store.files import (
     check_files,
     describe_files,
@@ -78,12 +78,14 @@ class Segment:
     a change builds a new segment, or a new view of this one less some deleted documents (``with_deleted``).
     ``name`` is set when the segment is written.
 
-    ``documents``, ``checksums``, ``chunks``, ``dense`` and ``lexical`` are the live ones; ``stored_vectors`` is
-    every stored row's vector, deleted rows included, and ``live_rows`` the stored rows still live (None: all)."""
+    ``documents``, ``checksums``, ``chunks``, ``dense`` and ``lexical`` are the live ones; ``chunks`` is a
+    ``ChunkTable`` (rag/store/columns.py): arrays over the stored documents, no object per chunk.
+    ``stored_vectors`` is every stored row's vector, deleted rows included, and ``live_rows`` the stored rows
+    still live (None: all). A written segment's ``documents`` are in its stored order (``chunks.docs``)."""
 
     documents: dict[str, Document]
     checksums: dict[str, str]
-    chunks: list[Chunk]
+    chunks: ChunkTable
     stored_vectors: Embeddings
     dense: DenseIndex
     lexical: BM25Index
@@ -93,39 +95,31 @@ class Segment:
     deleted: frozenset[str] = frozenset()  # documents deleted from it since it was written (tombstones)
     base: Segment | None = None  # the segment as written, when this is a view of it less ``deleted``
     live_rows: npt.NDArray[np.int64] | None = None
-    #: Each stored row's document, as its position in the stored ``documents`` (as chunks.npz stores it).
-    doc_rows: npt.NDArray[np.int64] | None = None
-    keys: npt.NDArray[np.int64] = field(init=False)
-    _positions: dict[str, int] | None = field(default=None, init=False, repr=False)  # doc id -> its doc_rows value
 
-    def __post_init__(self) -> None:
-        if self.base is not None and self.live_rows is not None:
-            self.keys = self.base.keys[self.live_rows]
-        else:
-            self.keys = np.fromiter((c.key for c in self.chunks), dtype=np.int64, count=len(self.chunks))
-        if self.doc_rows is None and self.base is None:
-            position = {doc_id: i for i, doc_id in enumerate(self.documents)}
-            self.doc_rows = np.fromiter((position[c.doc_id] for c in self.chunks), dtype=np.int64, count=self.size)
+    @property
+    def keys(self) -> npt.NDArray[np.int64]:
+        """The live chunks' keys, ascending."""
+        return self.chunks.keys
 
     @classmethod
     def build(
         cls,
         documents: Sequence[Document],
-        chunks: list[Chunk],
+        chunks: Sequence[Chunk] | ChunkTable,
         vectors: Embeddings,
         settings: IndexSettings,
     ) -> Segment:
         """A new segment over ``chunks`` (keys ascending) of ``documents``, with FAISS and BM25 built."""
         docs = {d.id: d for d in documents}
-        keys = np.fromiter((c.key for c in chunks), dtype=np.int64, count=len(chunks))
+        table = chunks if isinstance(chunks, ChunkTable) else ChunkTable.from_chunks(chunks, list(docs.values()))
         return cls(
             documents=docs,
             checksums={d.id: d.checksum for d in documents},
-            chunks=chunks,
+            chunks=table,
             stored_vectors=vectors,
-            dense=DenseIndex.build(vectors, keys, kind=settings.dense_kind),
+            dense=DenseIndex.build(vectors, table.keys, kind=settings.dense_kind),
             lexical=BM25Index(settings.lexical).build(
-                [indexed_text(docs[c.doc_id].title, c.text, settings.title_in_text) for c in chunks]
+                [indexed_text(docs[c.doc_id].title, c.text, settings.title_in_text) for c in table]
             ),
         )
 
@@ -137,7 +131,7 @@ class Segment:
         dim = vectors[0].shape[1] if vectors else 384
         merged = cls.build(
             documents,
-            [c for s in segments for c in s.chunks],
+            ChunkTable.joined([s.chunks for s in segments], documents),
             np.concatenate(vectors) if vectors else np.zeros((0, dim), dtype=np.float32),
             settings,
         )
@@ -153,26 +147,25 @@ class Segment:
         if len(gone) == len(self.documents):
             return None
         base = self.base or self
-        assert base.doc_rows is not None
+        stored = base.chunks
         # Array work over the stored rows (no Python loop over them): a delete from a large segment stays cheap.
-        if base._positions is None:  # once per stored segment (a 100k-document one: ~30 ms)
-            base._positions = {doc_id: i for i, doc_id in enumerate(base.documents)}
-        position = base._positions
-        live = np.ones(base.size, dtype=bool)
+        position = stored.position  # (built once per stored segment: a 100k-document one, ~30 ms)
+        live = np.ones(len(stored), dtype=bool)
         if self.live_rows is not None:
             live[:] = False
             live[self.live_rows] = True
-        live[np.isin(base.doc_rows, np.fromiter((position[d] for d in gone), dtype=np.int64, count=len(gone)))] = False
+        codes = np.fromiter((position[d] for d in gone), dtype=np.int64, count=len(gone))
+        live[np.isin(stored.doc_rows, codes)] = False
         rows = np.flatnonzero(live).astype(np.int64)
         documents, checksums = dict(self.documents), dict(self.checksums)
         for doc_id in gone:
             del documents[doc_id], checksums[doc_id]
-        view = Segment(
+        return Segment(
             documents=documents,
             checksums=checksums,
-            chunks=list(itertools.compress(base.chunks, live)),
+            chunks=stored.take(rows),
             stored_vectors=base.stored_vectors,
-            dense=LiveDense(base.dense, KeySet(base.keys[~live])),
+            dense=LiveDense(base.dense, KeySet(stored.keys[~live])),
             lexical=LiveBM25(base.lexical, rows),
             name=base.name,
             home=base.home,
@@ -180,9 +173,7 @@ class Segment:
             deleted=self.deleted | gone,
             base=base,
             live_rows=rows,
-            doc_rows=base.doc_rows,
         )
-        return view
 
     @property
     def size(self) -> int:
@@ -255,11 +246,11 @@ class Segment:
                 fh.write(json.dumps(doc_record(doc), ensure_ascii=False) + "\n")
         np.savez(
             tmp / "chunks.npz",
-            key=self.keys,
-            doc=self.doc_rows,  # type: ignore[arg-type]  # (set in __post_init__ for a written segment)
-            ordinal=np.array([c.ordinal for c in self.chunks], dtype=np.int64),
-            start=np.array([c.start for c in self.chunks], dtype=np.int64),
-            end=np.array([c.end for c in self.chunks], dtype=np.int64),
+            key=self.chunks.keys,
+            doc=self.chunks.doc_rows.astype(np.int64),
+            ordinal=self.chunks.ordinals.astype(np.int64),
+            start=self.chunks.starts.astype(np.int64),
+            end=self.chunks.ends.astype(np.int64),
         )
         np.save(tmp / "vectors.npy", self.stored_vectors, allow_pickle=False)
         self.dense.save(tmp / "dense.faiss")
@@ -316,18 +307,12 @@ class Segment:
                 if line
             ]
             arrays = np.load(folder / "chunks.npz", allow_pickle=False)
-            vectors = np.load(folder / "vectors.npy", allow_pickle=False)
-            chunks = [
-                Chunk(int(key), docs[int(row)].id, int(ordinal), int(start), int(end), docs[int(row)].text[start:end])
-                for key, row, ordinal, start, end in zip(
-                    arrays["key"].tolist(),
-                    arrays["doc"].tolist(),
-                    arrays["ordinal"].tolist(),
-                    arrays["start"].tolist(),
-                    arrays["end"].tolist(),
-                    strict=True,
-                )
-            ]
+            # Memory-mapped: the float32 copy is read only by merges and filtered exact searches, so it costs page
+            # cache, not resident memory (1,536 bytes a chunk at dim 384); the files never change once written.
+            vectors = np.load(folder / "vectors.npy", mmap_mode="r", allow_pickle=False)
+            chunks = ChunkTable(arrays["key"], arrays["doc"], arrays["ordinal"], arrays["start"], arrays["end"], docs)
+            if len(chunks) and not 0 <= int(chunks.doc_rows.min()) <= int(chunks.doc_rows.max()) < len(docs):
+                raise ValueError(f"chunks.npz names documents beyond the {len(docs)} in documents.jsonl")
             info = manifest["dense_index"]
             dense = DenseIndex.load(folder / "dense.faiss", info["kind"], dim, info["params"])
             documents = {d.id: d for d in docs}
@@ -346,7 +331,6 @@ class Segment:
             checksums={k: v["checksum"] for k, v in manifest["documents"].items()},
             chunks=chunks,
             stored_vectors=vectors,
-            doc_rows=np.asarray(arrays["doc"], dtype=np.int64),
             dense=dense,
             lexical=lexical,
             name=None if legacy is not None else folder.name,
