@@ -146,15 +146,23 @@ def assert_error_shape(response, status: int) -> None:
     assert isinstance(error["message"], str) and error["message"]
 
 
+def body_or_422(response, raw: str) -> tuple[dict, str] | None:
+    """Never a 5xx: the body of a 200 and the cleaned text it must echo, or None (after checking the 422) when
+    ``raw`` is not a question."""
+    assert response.status_code < 500, response.text
+    expected = expected_question(raw)
+    if expected is None:
+        assert_error_shape(response, 422)
+        return None
+    assert response.status_code == 200, response.text
+    return response.json(), expected
+
+
 def assert_asked(response, raw: str) -> None:
     """A 200 with a normal answer (spans copied from their context) or no_answer; or 422 when it is not a question."""
-    assert response.status_code < 500, response.text
-    question = expected_question(raw)
-    if question is None:
-        assert_error_shape(response, 422)
+    if (answered := body_or_422(response, raw)) is None:
         return
-    assert response.status_code == 200, response.text
-    body = response.json()
+    body, question = answered
     assert body["question"] == question
     assert body["no_answer"] is (not body["answers"])
     for answer in body["answers"]:
@@ -165,13 +173,10 @@ def assert_asked(response, raw: str) -> None:
 
 
 def assert_searched(response, raw: str) -> None:
-    assert response.status_code < 500, response.text
-    query = expected_question(raw)
-    if query is None:
-        assert_error_shape(response, 422)
+    """A 200 with passages, or 422 when it is not a query."""
+    if (searched := body_or_422(response, raw)) is None:
         return
-    assert response.status_code == 200, response.text
-    body = response.json()
+    body, query = searched
     assert body["query"] == query and body["passages"]
 
 
