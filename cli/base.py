@@ -6,6 +6,8 @@ Exit codes: 0 success, 1 the command ran but found problems (files skipped, no a
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -64,3 +66,12 @@ def progress_bar() -> Progress:
         console=err,
         transient=False,
     )
+
+
+@contextmanager
+def write_progress(description: str) -> Iterator[Callable[[int, int], None]]:
+    """A bar for an index write: yields the ``progress(done, total)`` hook that ``Engine.write`` calls as it
+    embeds (the total is unknown until the chunks are counted)."""
+    with progress_bar() as bar:
+        task = bar.add_task(description, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)

@@ -20,7 +20,7 @@ from cli.base import (
     app,
     console,
     err,
-    progress_bar,
+    write_progress,
 )
 from rag.errors import IndexCorrupt, LoadError, RagError
 
@@ -88,12 +88,7 @@ def ingest(
         if sync and not rebuild:
             wanted = {d.id for d in loaded.documents}
             deletes += [d for d in engine.snapshot.documents if d not in wanted]
-        with progress_bar() as bar:
-            task = bar.add_task("embedding chunks", total=None)
-
-            def on_progress(done: int, total: int) -> None:
-                bar.update(task, completed=done, total=total)
-
+        with write_progress("embedding chunks") as on_progress:
             report = engine.write(
                 loaded.documents, deletes, skipped=loaded.skipped, progress=on_progress, fresh=rebuild
             )

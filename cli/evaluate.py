@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from cli.base import EXIT_INDEX, EXIT_PROBLEMS, EXIT_SERVICE, EXIT_USAGE, console, err, progress_bar
+from cli.base import EXIT_INDEX, EXIT_PROBLEMS, EXIT_SERVICE, EXIT_USAGE, console, err, progress_bar, write_progress
 from rag.errors import RagError
 
 RESULTS_DIR = Path("eval/results")
@@ -40,11 +40,8 @@ def build_index(index: Path, paths: list[Path]) -> None:
         raise IndexCorrupt(engine.load_error)
     wanted = {d.id for d in loaded.documents}
     stale = [d for d in engine.snapshot.documents if d not in wanted]
-    with progress_bar() as bar:
-        task = bar.add_task(f"indexing {index}", total=None)
-        report = engine.write(
-            loaded.documents, stale, progress=lambda done, total: bar.update(task, completed=done, total=total)
-        )
+    with write_progress(f"indexing {index}") as on_progress:
+        report = engine.write(loaded.documents, stale, progress=on_progress)
     err.print(
         f"index {index}: {len(engine.snapshot.documents)} documents (added {len(report.added)}, replaced "
         f"{len(report.replaced)}, unchanged {len(report.unchanged)}, deleted {len(report.deleted)}; "

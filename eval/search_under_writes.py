@@ -15,11 +15,11 @@ import json
 import os
 import random
 import shutil
-import signal
 import subprocess
 import sys
 import threading
 import time
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import httpx
@@ -28,35 +28,19 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from rag.evaluation.server import Server  # noqa: E402
+from rag.evaluation.server import serve as served  # noqa: E402
 from rag.store import CorpusIndex  # noqa: E402
 
 RAG = str(Path(sys.executable).parent / "rag")
 #: Open writes (no API key) for these local runs; warnings only in the log.
-ENV = {**os.environ, "RAG_LOG_LEVEL": "warning", "RAG_ALLOW_OPEN_WRITES": "true"}
+SERVER_ENV = {"RAG_LOG_LEVEL": "warning", "RAG_ALLOW_OPEN_WRITES": "true"}
+ENV = {**os.environ, **SERVER_ENV}
 
 
-def serve(index: Path, port: int, workers: int = 1) -> subprocess.Popen:
-    """`rag serve` on ``index`` in its own process group (stop it with os.killpg)."""
-    return subprocess.Popen(
-        [RAG, "serve", "--index", str(index), "--port", str(port), "--workers", str(workers)],
-        cwd=ROOT,
-        env=ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-
-
-def wait_ready(client: httpx.Client, base: str, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if client.get(f"{base}/readyz").status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    raise SystemExit("the service did not become ready")
+def serve(work: Path, index: Path, port: int, workers: int = 1) -> AbstractContextManager[Server]:
+    """`rag serve` on ``index`` (its log in ``work``), ready when entered; its process group is stopped after."""
+    return served(index, work / "serve.log", env=SERVER_ENV, cwd=ROOT, port=port, workers=workers, grace_s=60)
 
 
 def main() -> None:
@@ -80,12 +64,10 @@ def main() -> None:
     shutil.copytree(args.index, index, ignore=shutil.ignore_patterns("write.lock"))
     titles = [d.title for d in CorpusIndex.load(index).documents.values() if d.title]
     rng = random.Random(3)
-    server = serve(index, args.port)
-    base = f"http://127.0.0.1:{args.port}"
     written = [0]
-    try:
+    with serve(args.work, index, args.port) as server:
+        base = server.url
         with httpx.Client(timeout=120) as client:
-            wait_ready(client, base)
 
             def add(i: int) -> None:
                 text = f"Bulletin {i}: the harbour ferry timetable changes on day {i}; {rng.choice(titles)}."
@@ -126,9 +108,6 @@ def main() -> None:
             busy = searches(args.seconds)
             stop.set()
             thread.join()
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=60)
     final = CorpusIndex.load(index)
     result = {
         "index": str(args.index.name),

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -27,7 +25,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from search_under_writes import ENV, RAG, serve, wait_ready  # noqa: E402  (beside this script)
+from search_under_writes import ENV, RAG, serve  # noqa: E402  (beside this script)
 
 from rag.store import CorpusIndex  # noqa: E402
 
@@ -63,12 +61,9 @@ def main() -> None:
         (files / f"ingest-{i:04d}.json").write_text(
             json.dumps({"id": f"ingest-{i:04d}", "title": f"Ingested {i}", "text": text("ingest", i)})
         )
-    server = serve(index, args.port, workers=2)
-    base = f"http://127.0.0.1:{args.port}"
-    try:
+    with serve(args.work, index, args.port, workers=2) as server:
+        base = server.url
         with httpx.Client(timeout=600) as client:
-            wait_ready(client, base)
-
             started = time.perf_counter()
             ingest = subprocess.Popen(
                 [RAG, "ingest", str(files), "--index", str(index)],
@@ -99,9 +94,6 @@ def main() -> None:
                 if r.status_code == 200:
                     payload = r.json()  # one page of the list; "count" is how many the worker holds
                     seen_by_workers.add(payload["count"] if isinstance(payload, dict) else len(payload))
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=60)
     final = CorpusIndex.load(index)
     wanted = {f"http-{i:04d}" for i in range(args.docs)} | {f"ingest-{i:04d}" for i in range(args.docs)}
     missing = sorted(wanted - set(final.documents))

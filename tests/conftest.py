@@ -4,8 +4,11 @@ else builds tiny indexes in temporary folders."""
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -25,6 +28,25 @@ def embedder():
 def seed_text() -> str:
     (path,) = sorted(SEED_DIR.glob("*.txt"))
     return path.read_text(encoding="utf-8")
+
+
+def eval_module(name: str) -> ModuleType:
+    """``eval/NAME.py``, which is a script folder, not a package: loaded by path, with eval/ on sys.path for the
+    modules it imports from beside it, and registered under NAME (dataclasses look their module up)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    if str(ROOT / "eval") not in sys.path:
+        sys.path.append(str(ROOT / "eval"))
+    spec = importlib.util.spec_from_file_location(name, ROOT / "eval" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
 
 
 def make_settings(index_dir: Path, **overrides):

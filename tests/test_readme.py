@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import ROOT, eval_module
 
 
 def _tables():
-    spec = importlib.util.spec_from_file_location("readme_tables", ROOT / "eval" / "readme_tables.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return eval_module("readme_tables")
 
 
 def test_every_result_table_in_the_readme_is_what_its_results_file_says():

@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import eval_module
 
 
 def _soak():
-    spec = importlib.util.spec_from_file_location("soak", ROOT / "eval" / "soak.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["soak"] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return eval_module("soak")
 
 
 def test_process_figures_split_resident_memory_into_anonymous_and_file_backed():
@@ -46,8 +38,15 @@ def test_the_verdict_names_memory_growth_and_latency_drift_and_passes_a_flat_run
     assert soak.verdict([_summary(1, 500), _summary(2, 540)], checks) == []
     failures = soak.verdict([_summary(1, 500), _summary(2, 560, p99=16)], checks)
     assert any("resident memory" in f for f in failures) and any("p99" in f for f in failures)
-    meta = {"minutes": 1, "concurrency": 2, "writes": "replace", "server_env": ["MALLOC_ARENA_MAX=2"],
-            "documents": 3, "machine": "2 cores", "commit": "abc"}
+    meta = {
+        "minutes": 1,
+        "concurrency": 2,
+        "writes": "replace",
+        "server_env": ["MALLOC_ARENA_MAX=2"],
+        "documents": 3,
+        "machine": "2 cores",
+        "commit": "abc",
+    }
     text = soak.markdown(meta, [_summary(1, 500)], checks, [])
     assert "a replace of a live document every second" in text and "MALLOC_ARENA_MAX=2" in text
     assert "| 500 (400 / 100.0) |" in text

@@ -1,8 +1,11 @@
-"""A real ``rag serve`` on 127.0.0.1 for the harness, the benchmark, the load test and the fuzzer."""
+"""A real ``rag serve`` on 127.0.0.1 for the harness, the benchmark, the load test, the soak, the fuzzer and the
+write-path scripts."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -21,7 +24,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def serve_command(index: str | Path | None, port: int, reader: str | None) -> list[str]:
+def serve_command(index: str | Path | None, port: int, reader: str | None, workers: int | None = None) -> list[str]:
     """``rag serve`` from this interpreter's environment (the console script sits beside ``sys.executable``)."""
     script = Path(sys.executable).parent / "rag"
     cmd = [str(script)] if script.exists() else [sys.executable, "-c", "from cli import main; main()"]
@@ -30,6 +33,8 @@ def serve_command(index: str | Path | None, port: int, reader: str | None) -> li
         cmd += ["--index", str(index)]
     if reader is not None:
         cmd += ["--reader", reader]
+    if workers is not None:
+        cmd += ["--workers", str(workers)]
     return cmd
 
 
@@ -81,34 +86,50 @@ def serve(
     env: dict[str, str] | None = None,
     ready_s: float = 300,
     cwd: Path | None = None,
+    port: int | None = None,
+    workers: int | None = None,
+    grace_s: float = 20,
 ) -> Iterator[Server]:
-    """``rag serve --index INDEX --port P [--reader R]``, ready (/readyz) when yielded, stopped after."""
-    port = free_port()
+    """``rag serve --index INDEX --port P [--reader R] [--workers W]``, ready (/readyz) when yielded, stopped after.
+    ``port``: a free one when None. With ``workers`` the server runs in a process group of its own, and the
+    whole group (uvicorn's supervisor and its worker processes) is stopped; ``grace_s``: how long it may take
+    to stop before it is killed."""
+    port = port or free_port()
     environ = {**os.environ, "RAG_LOG_LEVEL": "info", **(env or {})}
     log.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     with open(log, "w") as out:
         proc = subprocess.Popen(
-            serve_command(index, port, reader),
+            serve_command(index, port, reader, workers),
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=environ,
             cwd=cwd,
+            start_new_session=workers is not None,
         )
     url = f"http://127.0.0.1:{port}"
     try:
         health = wait_ready(url, proc, log, ready_s)
         yield Server(url, proc.pid, log, time.perf_counter() - started, health)
     finally:
-        stop(proc, grace_s=20)
+        stop(proc, grace_s=grace_s, group=workers is not None)
 
 
-def stop(proc: subprocess.Popen, *, grace_s: float) -> None:
-    """Ask a server process to stop (SIGTERM), and kill it if it has not within ``grace_s`` seconds."""
-    proc.terminate()
+def stop(proc: subprocess.Popen, *, grace_s: float, group: bool = False) -> None:
+    """Ask a server process to stop (SIGTERM), and kill it if it has not within ``grace_s`` seconds; ``group``:
+    signal its whole process group (started with ``start_new_session``), workers included."""
+
+    def send(sig: signal.Signals) -> None:
+        if group:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
+        else:
+            proc.send_signal(sig)
+
+    send(signal.SIGTERM)
     try:
         proc.wait(timeout=grace_s)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        send(signal.SIGKILL)
         proc.wait()
