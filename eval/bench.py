@@ -714,8 +714,9 @@ def batch_run(args: argparse.Namespace, plan: Plan, result: dict) -> None:
 def scale_run(args: argparse.Namespace, result: dict) -> None:
     import json
 
-    from benchmark import fitted_vectors
-    from benchmark.scale import RECALL_TARGET, best_points, data_source, kept_notes, kept_runs, parse_size, run_scale
+    from benchmark import fitted_check, fitted_vectors
+    from benchmark.scale import RECALL_TARGET, best_points, kept_notes, kept_runs, parse_size, run_scale
+    from benchmark.scale_vectors import data_source
 
     sizes = [parse_size(s) for s in args.scale_sizes.split(",") if s.strip()]
     try:
@@ -726,7 +727,7 @@ def scale_run(args: argparse.Namespace, result: dict) -> None:
     check: dict | None = None
     if args.scale_fit_check:
         try:
-            check = fitted_vectors.fit_check(fitted_vectors.load_real(), log=log)
+            check = fitted_check.fit_check(fitted_vectors.load_real(), log=log)
         except fitted_vectors.NoRealVectors as exc:
             check = {"skipped": str(exc)}
             log(f"fit check skipped: {exc}")
@@ -754,7 +755,7 @@ def scale_run(args: argparse.Namespace, result: dict) -> None:
             "Latency: one query per call on one thread. Up to 2M vectors: rag.dense.DenseIndex.build; above: FAISS "
             "directly "
             "(same index types, HNSW32 coarse quantizer, trained on a sample, filled in chunks of 250k).",
-            *fitted_vectors.check_notes(check or {}),
+            *fitted_check.check_notes(check or {}),
             *kept_notes(kept),
         ],
     }
