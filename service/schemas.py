@@ -19,9 +19,9 @@ from pydantic import (
 
 from rag import wire
 from rag.dates import filter_date
+from rag.document_ids import MAX_ID_LENGTH, check_document_id
 from rag.errors import ValidationError
 from rag.filters import Filters
-from rag.loaders import MAX_ID_LENGTH, check_document_id
 from rag.pipeline import MAX_TOP_K
 from rag.types import Answer, AskResult, Document, Hit, IngestReport
 

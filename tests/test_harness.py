@@ -13,6 +13,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from rag.document_ids import slug_id
 from rag.evaluation.datasets import GoldAnswer, GoldItem, GoldSet, GoldSpan, load_jsonl_gold
 from rag.evaluation.harness import (
     EvalRun,
@@ -27,7 +28,6 @@ from rag.evaluation.harness import (
 )
 from rag.evaluation.metrics import exact_match, f1
 from rag.evaluation.report import summarize, write_results_table, write_run
-from rag.loaders import slug_id
 from tests.conftest import SEED_DIR, make_settings
 
 DOC = "doc-a"

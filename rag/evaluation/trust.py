@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rag.loaders import squad_documents
+from rag.records import squad_documents
 from rag.sentences import remove_answer_sentences
 from rag.squad import GoldAnswer, SquadQuestion
 from rag.text import normalize_answer

@@ -166,9 +166,9 @@ def replay_groups(config: AdaptConfig, n: int, log: Callable[[str], None]) -> li
     in the work folder). Validation and calibration articles are never drawn."""
     from rag.embedding import Embedder
     from rag.engine import model_record
-    from rag.loaders import squad_documents
     from rag.offline.examples import load_groups, save_groups
     from rag.offline.train import calibration_titles
+    from rag.records import squad_documents
     from rag.retrieval import RetrievalSettings, retrieve
     from rag.squad import VALIDATION_TITLES, load_squad, select_articles
     from rag.store import CorpusIndex, IndexSettings
