@@ -15,7 +15,6 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from rag.evaluation.harness import EvalRun, QuestionResult
 from rag.evaluation.metrics import (
     hit_at,
     percentile,
@@ -25,6 +24,7 @@ from rag.evaluation.metrics import (
     roc_auc,
     selective_figures,
 )
+from rag.evaluation.results import EvalRun, QuestionResult
 
 HIT_KS = (1, 3, 5, 10)
 CALIBRATION_BINS = 10
