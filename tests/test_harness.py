@@ -17,10 +17,11 @@ from rag.document_ids import slug_id
 from rag.evaluation.datasets import GoldAnswer, GoldItem, GoldSet, GoldSpan, load_jsonl_gold
 from rag.evaluation.harness import evaluate, run_eval
 from rag.evaluation.metrics import exact_match, f1
-from rag.evaluation.report import summarize, write_results_table, write_run
+from rag.evaluation.report import write_results_table, write_run
 from rag.evaluation.results import EvalRun, Observation, PredictedAnswer, RunOptions
 from rag.evaluation.scoring import score_item
 from rag.evaluation.server import free_port
+from rag.evaluation.summary import summarize
 from rag.evaluation.targets import Target
 from tests.conftest import SEED_DIR, make_settings
 

@@ -319,7 +319,8 @@ def write_trust(report: dict[str, Any], out_dir: Path) -> None:
     mix, and the share declined per kind against the threshold)."""
     import json
 
-    from rag.evaluation.report import finite, plot_risk_coverage
+    from rag.evaluation.plots import plot_risk_coverage
+    from rag.evaluation.summary import finite
     from rag.extras import have
 
     out_dir.mkdir(parents=True, exist_ok=True)
