@@ -43,6 +43,7 @@ REQUEST_PATH = [
     "rag.reader",
     "rag.reader.model",
     "rag.reader.windows",
+    "rag.reader_calibration",
     "rag.records",
     "rag.retrieval",
     "rag.sentences",

@@ -54,7 +54,8 @@ def adapt(
     from rag.engine import model_record
     from rag.offline.fit_calibration import collect_benchmark
     from rag.offline.train_groups import GroupTrainConfig, fit_groups
-    from rag.pipeline import QAPipeline, reader_weights_sha256
+    from rag.pipeline import QAPipeline
+    from rag.reader_calibration import reader_weights_sha256
     from rag.settings import Settings
     from rag.store import CorpusIndex
 
@@ -188,7 +189,7 @@ def fit_calibration(candidate: Path, current: Path, rows: Sequence[QuestionRows]
     folder; returns its threshold."""
     from rag.evaluation.trust import THRESHOLD_RULE, operating_threshold
     from rag.offline.fit_calibration import decided_row
-    from rag.pipeline import reader_weights_sha256
+    from rag.reader_calibration import reader_weights_sha256
 
     calibrator = fit_on(rows)
     calibrator.reader_sha256 = reader_weights_sha256("trained", candidate)
