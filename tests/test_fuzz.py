@@ -29,7 +29,7 @@ from schemathesis.specs.openapi.checks import (
 
 from rag.engine import Engine
 from service.main import create_app
-from service.schemas import MAX_QUESTION_CHARS, clean_question
+from service.schemas.common import MAX_QUESTION_CHARS, clean_question
 from tests.conftest import make_settings
 
 #: What must hold for every generated request, valid or not. `positive_data_acceptance` is left out on

@@ -25,18 +25,8 @@ from rag.records import document_from_record
 from rag.types import Document, IngestReport
 from service.deps import EngineDep, QueryFiltersDep, SettingsDep, WriteGateDep, WriterDep
 from service.errors import ApiError
-from service.schemas import (
-    MAX_DOCUMENT_CHARS,
-    MAX_DOCUMENTS_PER_REQUEST,
-    UNPARSEABLE_REQUEST,
-    DocumentList,
-    DocumentOut,
-    DocumentsIn,
-    DocumentSummary,
-    ErrorBody,
-    IngestOut,
-    Offset,
-)
+from service.schemas.common import MAX_DOCUMENT_CHARS, MAX_DOCUMENTS_PER_REQUEST, UNPARSEABLE_REQUEST, ErrorBody, Offset
+from service.schemas.documents import DocumentList, DocumentOut, DocumentsIn, DocumentSummary, IngestOut
 
 router = APIRouter(prefix="/documents", tags=["documents"])
 MAX_PAGE = 1000  # documents a page of GET /documents holds at most
