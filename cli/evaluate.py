@@ -1,5 +1,5 @@
 """``rag eval``: score the service over HTTP against gold questions and write a report. Thin: the work is in
-``datasets`` (gold), ``harness`` (requests, scoring) and ``report`` (numbers, files)."""
+``datasets`` (gold), ``harness`` (the run: ``targets``, ``observe``, ``scoring``) and ``report`` (numbers, files)."""
 
 from __future__ import annotations
 
@@ -115,8 +115,10 @@ def eval_command(
     Exit codes: 0 done, 1 some questions failed, 2 bad usage or gold file, 3 service or index not ready.
     """
     from rag.evaluation.datasets import load_gold
-    from rag.evaluation.harness import Mode, RunOptions, ServiceUnavailable, Target, run_eval
+    from rag.evaluation.harness import run_eval
     from rag.evaluation.report import print_summary, write_results_table, write_run
+    from rag.evaluation.results import Mode, RunOptions
+    from rag.evaluation.targets import ServiceUnavailable, Target
 
     if url and in_process:
         raise _usage("give --url or --in-process, not both")

@@ -267,8 +267,9 @@ def _calibrate(
     from rag.embedding import Embedder
     from rag.evaluation.trust import print_trust, write_trust
     from rag.offline.fit_calibration import fit
-    from rag.pipeline import QAPipeline, reader_weights_sha256
+    from rag.pipeline import QAPipeline
     from rag.reader.model import DEFAULT_READER_DIR
+    from rag.reader_calibration import reader_weights_sha256
 
     folder = reader_dir or DEFAULT_READER_DIR
     settings = _settings()  # the runtimes the service will use (RAG_READER_BACKEND, RAG_EMBED_BACKEND)

@@ -2,12 +2,14 @@
 
 A reader's span may start or end on whitespace, Markdown (backticks, emphasis, heading markers, attribute
 lists), HTML tags, stray quotes or brackets, or trailing punctuation. ``trim_span`` only ever narrows the span,
-so its offsets stay exact into the original text and ``text[start:end]`` is still the answer.
+so its offsets stay exact into the original text and ``text[start:end]`` is still the answer. ``is_distinct``
+tells a candidate answer from the better ones already kept (another text, and no overlap).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from rag.errors import ValidationError
 
@@ -206,3 +208,14 @@ def _in_code(text: str, i: int) -> bool:
         if line.lstrip().startswith(("```", "~~~")):
             fences += 1
     return fences % 2 == 1
+
+
+def is_distinct(span: tuple[str, int, int, str], kept: Sequence[tuple[str, int, int, str]]) -> bool:
+    """A candidate answer (document id, start, end, normalised text) is distinct from the better ones already
+    kept when its text differs from each and its characters do not overlap theirs in the same document
+    ("28" inside "28,500" is the same answer, read worse)."""
+    doc_id, start, end, text = span
+    return all(
+        text != k_text and (doc_id != k_doc or end <= k_start or start >= k_end)
+        for k_doc, k_start, k_end, k_text in kept
+    )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from typing import Any
 
 from dateutil import parser as date_parser
 
@@ -50,3 +51,14 @@ def filter_date(value: str, name: str) -> dt.date:
         return dt.date.fromisoformat(value.strip()[:10])
     except ValueError:
         raise ValidationError(f"{name} must be an ISO date (YYYY-MM-DD), got {value!r}") from None
+
+
+def dated(published: str | None, meta: dict[str, Any]) -> str | None:
+    """``published`` as an ISO date (None when it names none); the text as printed goes to
+    ``meta["published_text"]`` when it was not already that ISO date."""
+    if not published or not published.strip():
+        return None
+    day = iso_date(published)
+    if day != published:
+        meta["published_text"] = published
+    return day

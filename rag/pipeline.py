@@ -6,7 +6,6 @@ snapshots under it while queries run.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,12 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rag.answer_text import trim_span
+from rag.answer_text import is_distinct, trim_span
 from rag.decide import Calibrator, Candidate, candidate_features
 from rag.embedding import Embedder
 from rag.errors import ModelError, ValidationError
 from rag.filters import Filters
 from rag.lexical import BM25Index, LexicalSettings
+from rag.reader_calibration import check_calibration_fits, default_calibrator, reader_weights_sha256
 from rag.retrieval import RetrievalSettings, retrieve
 from rag.sentences import sentence_around
 from rag.store import CorpusIndex
@@ -29,8 +29,6 @@ from rag.types import Answer, AskResult, Chunk, Embeddings, Hit
 
 if TYPE_CHECKING:
     from rag.reader.model import PassageReading
-
-log = logging.getLogger(__name__)
 
 READERS = ("trained", "heuristic")
 MAX_TOP_K = 50
@@ -384,28 +382,6 @@ def hit_pages(index: CorpusIndex, hits: Sequence[Hit]) -> dict[str, int]:
     return pages
 
 
-def check_calibration_fits(calibrator: Calibrator, path: Path, reader_kind: str, read_k: int, backend: str) -> None:
-    """A calibration is fitted for a number of passages read (its features, such as agreement across passages and
-    the shared normalisation's log-probabilities, depend on it): refuse another ``read_k``. Another runtime of the
-    same weights (fp32 against int8) moves scores by little: say so in the log, do not refuse."""
-    fitted = calibrator.fitted_on
-    if "read_k" in fitted and fitted["read_k"] != read_k:
-        raise ModelError(
-            f"calibration {path} was fitted for {fitted['read_k']} passages read, this service reads {read_k} "
-            f"(RAG_READ_K); refit it with: RAG_READ_K={read_k} rag fit-calibration --reader {reader_kind}, "
-            f"or set RAG_READ_K={fitted['read_k']}"
-        )
-    if reader_kind == "trained" and fitted.get("reader_backend") not in (None, backend):
-        log.warning(
-            "calibration %s was fitted on the %s runtime, the reader runs on %s: scores may differ slightly "
-            "(refit with RAG_READER_BACKEND=%s rag fit-calibration)",
-            path,
-            fitted["reader_backend"],
-            backend,
-            backend,
-        )
-
-
 def check_min_score(value: float | None) -> None:
     if value is not None and not 0.0 <= value <= 1.0:
         raise ValidationError(f"min_score must be between 0 and 1, got {value}")
@@ -416,40 +392,5 @@ def check_top_k(value: int, name: str, limit: int) -> None:
         raise ValidationError(f"{name} must be between 1 and {limit}, got {value}")
 
 
-def default_calibrator(reader_kind: str) -> Calibrator:
-    """Only to fit a calibration (``calibrated=False``): a plain sigmoid of the margin (trained) or of the
-    heuristic score. The service never runs on it: a missing calibration is an error."""
-    from rag.decide import FEATURES, Logistic
-
-    weights = [0.0] * len(FEATURES)
-    bias = 0.0
-    if reader_kind == "trained":
-        weights[FEATURES.index("margin")] = 1.0
-    else:
-        weights[FEATURES.index("span_score")], bias = 8.0, -3.0
-    plain = Logistic(mean=[0.0] * len(FEATURES), scale=[1.0] * len(FEATURES), weights=weights, bias=bias)
-    return Calibrator(ranker=plain, threshold=0.5)
-
-
-def reader_weights_sha256(reader_kind: str, folder: Path) -> str | None:
-    """The checksum a calibration is tied to: the trained reader's weights (None for the heuristic reader)."""
-    if reader_kind != "trained":
-        return None
-    from rag.checksums import sha256_file
-
-    return sha256_file(folder / "model.safetensors")
-
-
 def ms(seconds: float) -> float:
     return round(seconds * 1000, 2)
-
-
-def is_distinct(span: tuple[str, int, int, str], kept: Sequence[tuple[str, int, int, str]]) -> bool:
-    """A candidate answer (document id, start, end, normalised text) is distinct from the better ones already
-    kept when its text differs from each and its characters do not overlap theirs in the same document
-    ("28" inside "28,500" is the same answer, read worse)."""
-    doc_id, start, end, text = span
-    return all(
-        text != k_text and (doc_id != k_doc or end <= k_start or start >= k_end)
-        for k_doc, k_start, k_end, k_text in kept
-    )

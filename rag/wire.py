@@ -1,6 +1,6 @@
 """The JSON shape of an answer, as the HTTP API returns it and `rag ask --json` prints it.
 
-The library defines it once here; the service's response models (service/schemas.py) validate and document
+The library defines it once here; the service's response models (service/schemas/) validate and document
 these same dicts, so the API and the command line cannot drift apart.
 """
 

@@ -15,7 +15,7 @@ from rag.filters import Filters
 from rag.settings import Settings
 from service.errors import ApiError, error_response
 from service.gate import Gate
-from service.schemas import MAX_FILTER_DOCUMENTS, MAX_SOURCE_CHARS
+from service.schemas.common import MAX_FILTER_DOCUMENTS, MAX_SOURCE_CHARS
 
 
 def get_settings(request: Request) -> Settings:

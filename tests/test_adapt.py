@@ -1,4 +1,4 @@
-"""Adapting the reader from users' annotated questions (rag/offline/adapt.py, rag train-reader --extra-gold)."""
+"""Adapting the reader from users' annotated questions (rag/offline/adapt*.py, rag train-reader --extra-gold)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ import pytest
 
 from rag.decide import FEATURES
 from rag.errors import ValidationError
-from rag.offline import adapt
-from rag.offline.adapt import Scored, UserQuestion, figures, paired_difference, score, split, user_groups
+from rag.offline import adapt, adapt_data, adapt_scoring
+from rag.offline.adapt_data import UserQuestion, split, user_groups
+from rag.offline.adapt_scoring import Scored, figures, paired_difference, score
+from rag.offline.examples import GroupExample
 from rag.offline.fit_calibration import QuestionRows
 from rag.types import Chunk, Hit
 
@@ -62,7 +64,7 @@ def test_user_questions_read_the_feedback_export(tmp_path: Path):
         {"id": "feedback-00002", "question": "Who is the mayor?", "answerable": False, "answers": []},
     ]
     gold.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    a, b = adapt.user_questions(gold)
+    a, b = adapt_data.user_questions(gold)
     assert a.answers == ((51, 56, "Paris"),) and a.document_id == "club" and a.answerable
     assert not b.answerable and b.document_id is None and b.unit == "q:feedback-00002"
 
@@ -114,13 +116,13 @@ def test_paired_difference_is_zero_for_the_same_answers_and_signed_otherwise():
 
 def test_each_held_out_fold_is_scored_by_a_calibration_fitted_without_it(monkeypatch):
     fitted_on: list[set[str]] = []
-    real_fit = adapt.fit_on
+    real_fit = adapt_scoring.fit_on
 
     def spy(data):
         fitted_on.append({q.article for q in data})
         return real_fit(data)
 
-    monkeypatch.setattr(adapt, "fit_on", spy)
+    monkeypatch.setattr(adapt_scoring, "fit_on", spy)
     rng = random.Random(0)
 
     def question(article: str, kind: str = "answerable") -> QuestionRows:
@@ -130,7 +132,7 @@ def test_each_held_out_fold_is_scored_by_a_calibration_fitted_without_it(monkeyp
 
     benchmark = [question("bench") for _ in range(50)] + [question("bench", "not_covered") for _ in range(10)]
     user = [question(f"user-fold-{i % 3}") for i in range(30)]
-    scored = adapt.cross_fit_user(benchmark, user)
+    scored = adapt_scoring.cross_fit_user(benchmark, user)
     assert len(scored) == 30
     assert fitted_on == [
         {"bench", "user-fold-1", "user-fold-2"},
@@ -171,8 +173,8 @@ def test_fit_groups_continues_a_reader_and_records_what_it_trained_on(tmp_path: 
 
     pytest.importorskip("torch")
     groups = [
-        adapt.GroupExample("a", "Where did the club move?", "club", (TEXT[33:84], TEXT[0:31]), ((18, 23),), "feedback"),
-        adapt.GroupExample("b", "Who is the mayor?", "", (TEXT[0:31],), (), "feedback-not-in-articles"),
+        GroupExample("a", "Where did the club move?", "club", (TEXT[33:84], TEXT[0:31]), ((18, 23),), "feedback"),
+        GroupExample("b", "Who is the mayor?", "", (TEXT[0:31],), (), "feedback-not-in-articles"),
     ]
     config = GroupTrainConfig(
         squad_path="unused",

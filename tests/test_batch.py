@@ -227,8 +227,10 @@ def test_the_schema_documents_the_batch_limits(client):
 
 def test_rag_eval_goes_through_batches_with_the_same_output(tmp_path: Path, client, seed_text):
     from rag.evaluation.datasets import load_jsonl_gold
-    from rag.evaluation.harness import EvalRun, RunOptions, Target, run_eval
+    from rag.evaluation.harness import run_eval
     from rag.evaluation.report import write_run
+    from rag.evaluation.results import EvalRun, RunOptions
+    from rag.evaluation.targets import Target
 
     start = seed_text.index("28,500")
     records = [

@@ -310,7 +310,7 @@ ARTICLES = [
 def corpus_dir(tmp_path_factory, seed_index_dir, embedder):
     """The seed index plus three short dated articles (built once; the tests only read it)."""
     from rag.engine import Engine
-    from rag.loaders import document_from_record
+    from rag.records import document_from_record
     from tests.conftest import make_settings
 
     folder = tmp_path_factory.mktemp("filters") / "index"

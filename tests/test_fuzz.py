@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from rag.engine import Engine
 from service.main import create_app
-from service.schemas import MAX_QUESTION_CHARS, clean_question
+from service.schemas.common import MAX_QUESTION_CHARS, clean_question
 from tests.conftest import eval_module, make_settings
 
 #: What must hold for every generated request, valid or not: declared once, beside the long fuzz (see there why

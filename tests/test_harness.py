@@ -13,21 +13,16 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from rag.document_ids import slug_id
 from rag.evaluation.datasets import GoldAnswer, GoldItem, GoldSet, GoldSpan, load_jsonl_gold
-from rag.evaluation.harness import (
-    EvalRun,
-    Observation,
-    PredictedAnswer,
-    RunOptions,
-    Target,
-    evaluate,
-    free_port,
-    run_eval,
-    score_item,
-)
+from rag.evaluation.harness import evaluate, run_eval
 from rag.evaluation.metrics import exact_match, f1
-from rag.evaluation.report import summarize, write_results_table, write_run
-from rag.loaders import slug_id
+from rag.evaluation.report import write_results_table, write_run
+from rag.evaluation.results import EvalRun, Observation, PredictedAnswer, RunOptions
+from rag.evaluation.scoring import score_item
+from rag.evaluation.server import free_port
+from rag.evaluation.summary import summarize
+from rag.evaluation.targets import Target
 from tests.conftest import SEED_DIR, make_settings
 
 DOC = "doc-a"

@@ -4,8 +4,10 @@ import json
 
 import pytest
 
+from rag.document_ids import check_document_id, path_id, slug_id
 from rag.errors import ValidationError
-from rag.loaders import check_document_id, load_paths, markdown_title, parse_text_document, path_id, slug_id
+from rag.loaders import load_paths
+from rag.text_documents import markdown_title, parse_text_document
 from tests.conftest import SEED_DIR
 
 

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from rag.errors import ValidationError
 from rag.reader.model import DEFAULT_READER_DIR, base_model_path
 from rag.reader.windows import Window, fit_questions, make_windows
-from service.schemas import MAX_QUESTION_CHARS
+from service.schemas.common import MAX_QUESTION_CHARS
 from tests.conftest import make_settings
 
 HAS_WEIGHTS = (DEFAULT_READER_DIR / "model.safetensors").is_file()

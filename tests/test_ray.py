@@ -1,4 +1,4 @@
-"""The Ray ingest (rag/distributed.py) against the local path, on a local Ray with 2 CPUs and a small corpus.
+"""The Ray ingest (rag/distributed/) against the local path, on a local Ray with 2 CPUs and a small corpus.
 
 Skipped when Ray is not installed (``pip install '.[ray]'``). One Ray instance serves the whole module; the
 suite takes well under a minute on 2 cores (most of it Ray's start-up and the actors' model loads).
@@ -181,7 +181,8 @@ def test_ray_writes_a_sharded_index_the_engine_serves(local_ray, corpus, tmp_pat
 
 
 def test_ray_takes_the_local_ids_and_refuses_nothing_usable_as_the_local_path_does(local_ray, tmp_path, embedder):
-    from rag.distributed import RayOptions, _load_documents
+    from rag.distributed import RayOptions
+    from rag.distributed.driver import _load_documents
     from rag.errors import LoadError
     from rag.loaders import DEFAULT_MAX_BYTES, load_paths
     from rag.store import CorpusIndex

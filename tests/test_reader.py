@@ -211,7 +211,7 @@ def test_base_model_path_can_be_overridden(monkeypatch, tmp_path):
 
 
 def test_answers_are_distinct_by_text_and_by_place():
-    from rag.pipeline import is_distinct
+    from rag.answer_text import is_distinct
 
     kept = [("doc", 100, 106, "28500")]
     assert not is_distinct(("doc", 100, 102, "28"), kept)  # inside a better answer

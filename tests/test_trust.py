@@ -163,7 +163,7 @@ def test_a_calibration_fitted_for_another_read_k_is_refused(tmp_path) -> None:
     from pathlib import Path
 
     from rag.errors import ModelError
-    from rag.pipeline import check_calibration_fits, default_calibrator
+    from rag.reader_calibration import check_calibration_fits, default_calibrator
 
     calibrator = default_calibrator("trained")
     calibrator.fitted_on = {"read_k": 3, "reader_backend": "onnx-int8"}

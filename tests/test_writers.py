@@ -172,7 +172,7 @@ def test_a_garbled_current_seen_by_the_watcher_is_logged_once_and_serving_goes_o
 
 
 def test_a_ray_rebuild_lands_as_an_ordinary_commit_under_the_write_lock(tmp_path, embedder):
-    from rag.distributed import _swap_in
+    from rag.distributed.driver import _swap_in
     from rag.engine import model_record
 
     live, built = tmp_path / "index", tmp_path / ".index.rebuild"

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from rag.document_ids import slug_id
 from rag.errors import LoadError, ValidationError
-from rag.loaders import slug_id
 from rag.squad import iter_questions, load_squad, select_articles
 
 PassageRule = Literal["contains", "overlaps", "relevance"]

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rag.loaders import squad_documents
+from rag.records import squad_documents
 from rag.sentences import remove_answer_sentences
 from rag.squad import GoldAnswer, SquadQuestion
 from rag.text import normalize_answer
@@ -319,7 +319,8 @@ def write_trust(report: dict[str, Any], out_dir: Path) -> None:
     mix, and the share declined per kind against the threshold)."""
     import json
 
-    from rag.evaluation.report import finite, plot_risk_coverage
+    from rag.evaluation.plots import plot_risk_coverage
+    from rag.evaluation.summary import finite
     from rag.extras import have
 
     out_dir.mkdir(parents=True, exist_ok=True)

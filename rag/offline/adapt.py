@@ -28,275 +28,16 @@ import random
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
-
 from rag.errors import ValidationError
-from rag.evaluation.metrics import exact_match
-from rag.evaluation.metrics import f1 as f1_score
-from rag.offline.examples import GroupExample, SourceQuestion, articles_from, build_groups, training_sources
-from rag.offline.fit_calibration import QuestionRows, collect, decision, fit_on
-from rag.squad import GoldAnswer, SquadQuestion
+from rag.offline.adapt_data import AdaptConfig, replay_groups, split, user_groups, user_questions
+from rag.offline.adapt_scoring import Scored, cross_fit_user, figures, held_out_rows, paired_difference
+from rag.offline.fit_calibration import QuestionRows, fit_on
 
-#: Fewer annotated questions than this cannot be split into a part to train on and a part to judge on.
-MIN_QUESTIONS = 20
 #: The files a reader folder holds (what an install copies).
 READER_FILES = ("model.safetensors", "config.json", "reader.json", "onnx-reference.json", "calibration-trained.json")
-
-
-@dataclass
-class AdaptConfig:
-    gold: str  # rag eval JSON lines, as rag feedback export writes them
-    index_dir: str  # the index the gold's documents are in
-    reader_dir: str  # the current reader and its calibration (rag/reader/model)
-    work_dir: str  # the candidate reader, checkpoints, cached rows, report.json
-    squad_path: str  # SQuAD 2.0 JSON: replay (training articles) and the trust benchmark (held-out training ones)
-    seeds: str  # the seed articles (the trust benchmark's off-topic corpus)
-    train_part: str | None = None  # more SQuAD training articles for replay
-    cache: str = "eval/.cache/calibration"  # the trust benchmark's indexes and reader rows (shared with make eval)
-    held_out_share: float = 0.3
-    folds: int = 4
-    replay: float = 1.0  # replayed SQuAD training questions per user question trained on
-    epochs: float = 2.0
-    learning_rate: float = 3e-5
-    questions_per_batch: int = 8
-    negatives: int = 1
-    seed: int = 13
-    threads: int = 2
-    device: str = "cpu"
-    max_length: int = 256
-    stride: int = 96
-
-
-@dataclass(frozen=True, slots=True)
-class UserQuestion:
-    id: str
-    question: str
-    document_id: str | None  # None: not in the articles
-    answers: tuple[tuple[int, int, str], ...]  # (start, end, text) in the document
-
-    @property
-    def answerable(self) -> bool:
-        return bool(self.answers)
-
-    @property
-    def unit(self) -> str:
-        """What the split keeps together: the document (a question with none stands alone)."""
-        return f"doc:{self.document_id}" if self.document_id else f"q:{self.id}"
-
-
-def user_questions(path: str | Path) -> list[UserQuestion]:
-    """The QA items of a gold file (``rag eval``'s formats; the feedback export is JSON lines)."""
-    from rag.evaluation.datasets import load_gold
-
-    gold = load_gold(path)
-    if gold.kind != "qa":
-        raise ValidationError(f"{path}: a retrieval-only gold set has no answers to train on")
-    out = []
-    for item in gold.items:
-        answers = tuple(dict.fromkeys((a.start, a.end, a.text) for a in item.answers)) if item.answerable else ()
-        if item.answerable and not answers:
-            continue
-        out.append(UserQuestion(item.id, item.question, item.document_id if answers else None, answers))
-    return out
-
-
-def split(
-    questions: Sequence[UserQuestion], share: float, folds: int, seed: int
-) -> tuple[list[UserQuestion], list[list[UserQuestion]], str]:
-    """(training part, held-out folds, how it was split): whole documents go to one side and one fold, so no
-    held-out question is about a document trained on; by question when there are fewer than 2 * folds documents."""
-    if len(questions) < MIN_QUESTIONS:
-        raise ValidationError(
-            f"{len(questions)} annotated questions; at least {MIN_QUESTIONS} are needed to train on some and judge "
-            "on the rest"
-        )
-    if not 0 < share < 1:
-        raise ValidationError(f"held_out_share must be between 0 and 1, got {share}")
-    units = sorted({q.unit for q in questions})
-    by = "document"
-    key: Callable[[UserQuestion], str] = lambda q: q.unit  # noqa: E731
-    if len({q.document_id for q in questions if q.document_id}) < 2 * folds:
-        units, by, key = sorted(q.id for q in questions), "question", lambda q: q.id
-    random.Random(seed).shuffle(units)
-    sizes: dict[str, int] = {}
-    for q in questions:
-        sizes[key(q)] = sizes.get(key(q), 0) + 1
-    held_units: list[str] = []
-    held = 0
-    for u in units:
-        if held >= share * len(questions):
-            break
-        held_units.append(u)
-        held += sizes[u]
-    fold_of = {u: i % folds for i, u in enumerate(held_units)}
-    train = [q for q in questions if key(q) not in fold_of]
-    parts: list[list[UserQuestion]] = [[] for _ in range(min(folds, len(held_units)))]
-    for q in questions:
-        if key(q) in fold_of:
-            parts[fold_of[key(q)]].append(q)
-    if not train or not parts:
-        raise ValidationError("the annotated questions could not be split into a training and a held-out part")
-    return train, parts, by
-
-
-def user_groups(
-    questions: Sequence[UserQuestion], index, search: Callable[[str, int], list], negatives: int, seed: int, log
-) -> list[GroupExample]:
-    """Serving-like groups: an answerable question's chunk holding the answer and retrieved negatives; a question
-    the articles do not answer against its top retrieved chunks, with no answer."""
-    answerable = [
-        SourceQuestion(q.id, q.question, q.document_id or "", (0, 0), q.answers, "feedback")
-        for q in questions
-        if q.answerable
-    ]
-    groups = build_groups(answerable, index, search, negatives=negatives, seed=seed, log=log)
-    for q in questions:
-        if not q.answerable:
-            passages = tuple(hit.chunk.text for hit in search(q.question, 1 + negatives)[: 1 + negatives])
-            if passages:
-                groups.append(GroupExample(q.id, q.question, "", passages, (), "feedback-not-in-articles"))
-    return groups
-
-
-def replay_groups(config: AdaptConfig, n: int, log: Callable[[str], None]) -> list[GroupExample]:
-    """``n`` SQuAD training questions as serving-like groups, negatives retrieved among the articles drawn (cached
-    in the work folder). Validation and calibration articles are never drawn."""
-    from rag.embedding import Embedder
-    from rag.engine import model_record
-    from rag.loaders import squad_documents
-    from rag.offline.examples import load_groups, save_groups
-    from rag.offline.train import calibration_titles
-    from rag.retrieval import RetrievalSettings, retrieve
-    from rag.squad import VALIDATION_TITLES, load_squad, select_articles
-    from rag.store import CorpusIndex, IndexSettings
-
-    if n <= 0:
-        return []
-    cached = Path(config.work_dir) / f"replay-{n}-seed{config.seed}.jsonl"
-    if cached.is_file():
-        return load_groups(cached)
-    calibration = calibration_titles([a["title"] for a in select_articles(load_squad(config.squad_path), "train")])
-    sources = training_sources(config.squad_path, config.train_part, set(VALIDATION_TITLES) | set(calibration))
-    articles = [(name, article) for name, payload in sources for article in payload["data"]]
-    rng = random.Random(config.seed)
-    rng.shuffle(articles)
-    docs: list = []
-    questions: list[SourceQuestion] = []
-    for name, article in articles:
-        if len(questions) >= 2 * n:
-            break
-        payload = {"data": [article]}
-        docs += squad_documents(payload, source=name)
-        questions += articles_from(payload, name)[1]
-    embedder = Embedder().load()
-    index, _ = CorpusIndex.empty(IndexSettings(), model_record(embedder)).apply(docs, embedder=embedder)
-    settings = RetrievalSettings()
-
-    def search(q: str, k: int):
-        return retrieve(index, q, embedder.encode_query(q), k, settings)
-
-    rng.shuffle(questions)
-    groups = build_groups(questions[: n + n // 4], index, search, negatives=config.negatives, seed=config.seed, log=log)
-    groups = groups[:n]
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    save_groups(groups, cached)
-    log(f"{len(groups)} replayed SQuAD training questions from {len(docs)} training articles")
-    return groups
-
-
-def as_squad(q: UserQuestion, fold: str) -> SquadQuestion:
-    """A held-out question in the shape the calibration's row collection reads (``title``: its fold)."""
-    return SquadQuestion(
-        id=q.id,
-        question=q.question,
-        title=fold,
-        context="",
-        answers=tuple(GoldAnswer(text, start) for start, _, text in q.answers),
-        is_impossible=not q.answerable,
-        paragraph_index=0,
-        paragraph_start=0,
-    )
-
-
-def held_out_rows(pipeline, index, folds: Sequence[Sequence[UserQuestion]], log) -> list[QuestionRows]:
-    """The reader's candidates for every held-out question, with features and labels; ``article``: the fold."""
-    questions = [as_squad(q, f"user-fold-{i}") for i, fold in enumerate(folds) for q in fold]
-    kinds = ["answerable" if q.answers else "unanswerable" for q in questions]
-    return collect(pipeline, index, questions, kinds, log)
-
-
-@dataclass(frozen=True, slots=True)
-class Scored:
-    """One held-out question as the service would answer it under a cross-fitted calibration."""
-
-    answered: bool
-    f1: float  # SQuAD F1 of the response: 0/1 for a decline (1 when the question has no answer)
-    em: float
-    right: bool  # answered, and right (F1 >= 0.5 against a gold answer)
-
-
-def cross_fit_user(benchmark: Sequence[QuestionRows], user: Sequence[QuestionRows]) -> list[Scored]:
-    """Each held-out fold decided by a calibration (and threshold) fitted on the benchmark and the other folds."""
-    from rag.evaluation.trust import operating_threshold
-    from rag.offline.fit_calibration import decided_row
-
-    out: dict[int, Scored] = {}
-    for fold in sorted({q.article for q in user}):
-        train = [*benchmark, *(q for q in user if q.article != fold)]
-        calibrator = fit_on(train)
-        threshold = operating_threshold([decided_row(calibrator, q) for q in train])
-        for i, q in enumerate(user):
-            if q.article == fold:
-                out[i] = score(q, *decision(calibrator, q), threshold)
-    return [out[i] for i in range(len(user))]
-
-
-def score(q: QuestionRows, best: int, prob: float, threshold: float) -> Scored:
-    answered = best >= 0 and prob >= threshold
-    if not answered:
-        ok = float(not q.golds)
-        return Scored(False, ok, ok, False)
-    if not q.golds:
-        return Scored(True, 0.0, 0.0, False)
-    f1 = f1_score(q.texts[best], q.golds)
-    return Scored(True, f1, exact_match(q.texts[best], q.golds), f1 >= 0.5)
-
-
-def figures(scored: Sequence[Scored], samples: int = 1000, seed: int = 13) -> dict:
-    """F1, EM (percent), share answered, and share right among answers given, with 95% bootstrap intervals."""
-    rng = np.random.default_rng(seed)
-    f1 = np.array([s.f1 for s in scored]) * 100
-    em = np.array([s.em for s in scored]) * 100
-    out: dict = {"questions": len(scored)}
-    for name, values in (("f1", f1), ("em", em)):
-        draws = [values[rng.integers(0, len(values), len(values))].mean() for _ in range(samples)]
-        out[name] = round(float(values.mean()), 2)
-        out[f"{name}_interval"] = [
-            round(float(np.percentile(draws, 2.5)), 2),
-            round(float(np.percentile(draws, 97.5)), 2),
-        ]
-    given = [s for s in scored if s.answered]
-    out["answered"] = round(100 * len(given) / max(1, len(scored)), 1)
-    out["right_among_given"] = round(100 * sum(s.right for s in given) / len(given), 1) if given else None
-    return out
-
-
-def paired_difference(a: Sequence[Scored], b: Sequence[Scored], samples: int = 1000, seed: int = 13) -> dict:
-    """F1 and EM of ``b`` minus ``a`` on the same questions, with 95% intervals from one resample for both."""
-    rng = np.random.default_rng(seed)
-    out = {}
-    for name in ("f1", "em"):
-        d = (np.array([getattr(s, name) for s in b]) - np.array([getattr(s, name) for s in a])) * 100
-        draws = [d[rng.integers(0, len(d), len(d))].mean() for _ in range(samples)]
-        out[name] = {
-            "difference": round(float(d.mean()), 2),
-            "low": round(float(np.percentile(draws, 2.5)), 2),
-            "high": round(float(np.percentile(draws, 97.5)), 2),
-        }
-    return out
 
 
 def adapt(
@@ -313,7 +54,8 @@ def adapt(
     from rag.engine import model_record
     from rag.offline.fit_calibration import collect_benchmark
     from rag.offline.train_groups import GroupTrainConfig, fit_groups
-    from rag.pipeline import QAPipeline, reader_weights_sha256
+    from rag.pipeline import QAPipeline
+    from rag.reader_calibration import reader_weights_sha256
     from rag.settings import Settings
     from rag.store import CorpusIndex
 
@@ -447,7 +189,7 @@ def fit_calibration(candidate: Path, current: Path, rows: Sequence[QuestionRows]
     folder; returns its threshold."""
     from rag.evaluation.trust import THRESHOLD_RULE, operating_threshold
     from rag.offline.fit_calibration import decided_row
-    from rag.pipeline import reader_weights_sha256
+    from rag.reader_calibration import reader_weights_sha256
 
     calibrator = fit_on(rows)
     calibrator.reader_sha256 = reader_weights_sha256("trained", candidate)

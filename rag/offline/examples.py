@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from rag.loaders import slug_id
+from rag.document_ids import slug_id
 from rag.squad import article_text, load_squad
 from rag.text import normalize_answer
 from rag.types import Chunk

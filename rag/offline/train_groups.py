@@ -156,8 +156,8 @@ def prepare_groups(config: GroupTrainConfig, log: Callable[[str], None]) -> list
     """Build (or read back from ``work_dir``) the training groups."""
     from rag.embedding import Embedder
     from rag.engine import model_record
-    from rag.loaders import squad_documents
     from rag.offline.train import calibration_titles
+    from rag.records import squad_documents
     from rag.retrieval import RetrievalSettings, retrieve
     from rag.squad import VALIDATION_TITLES, load_squad, select_articles
     from rag.store import CorpusIndex, IndexSettings

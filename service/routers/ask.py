@@ -10,20 +10,16 @@ from rag.store import CorpusIndex
 from rag.types import Hit
 from service.deps import EngineDep, GateDep, QueryFiltersDep
 from service.errors import ApiError
-from service.schemas import (
-    MAX_QUESTION_CHARS,
-    MAX_SEARCH_K,
-    UNPARSEABLE_REQUEST,
+from service.schemas.ask import (
     AskBatchRequest,
     AskBatchResponse,
     AskRequest,
     AskResponse,
-    ErrorBody,
     PassageOut,
     SearchRequest,
     SearchResponse,
-    clean_question,
 )
+from service.schemas.common import MAX_QUESTION_CHARS, MAX_SEARCH_K, UNPARSEABLE_REQUEST, ErrorBody, clean_question
 
 router = APIRouter(tags=["questions"])
 

@@ -16,32 +16,17 @@ from fastapi.routing import APIRoute
 from starlette.routing import Match
 from starlette.types import Scope
 
+from rag.document_ids import MAX_ID_LENGTH, check_document_id
 from rag.engine import Engine
 from rag.errors import LoadError
 from rag.filters import select_documents
-from rag.loaders import (
-    MAX_ID_LENGTH,
-    SUPPORTED_SUFFIXES,
-    check_document_id,
-    document_from_record,
-    load_uploads,
-    unsupported_type,
-)
+from rag.loaders import SUPPORTED_SUFFIXES, load_uploads, unsupported_type
+from rag.records import document_from_record
 from rag.types import Document, IngestReport
 from service.deps import EngineDep, QueryFiltersDep, SettingsDep, WriteGateDep, WriterDep
 from service.errors import ApiError
-from service.schemas import (
-    MAX_DOCUMENT_CHARS,
-    MAX_DOCUMENTS_PER_REQUEST,
-    UNPARSEABLE_REQUEST,
-    DocumentList,
-    DocumentOut,
-    DocumentsIn,
-    DocumentSummary,
-    ErrorBody,
-    IngestOut,
-    Offset,
-)
+from service.schemas.common import MAX_DOCUMENT_CHARS, MAX_DOCUMENTS_PER_REQUEST, UNPARSEABLE_REQUEST, ErrorBody, Offset
+from service.schemas.documents import DocumentList, DocumentOut, DocumentsIn, DocumentSummary, IngestOut
 
 router = APIRouter(prefix="/documents", tags=["documents"])
 MAX_PAGE = 1000  # documents a page of GET /documents holds at most

@@ -23,7 +23,8 @@ from rag.settings import Settings
 from rag.types import Document
 from service.deps import EngineDep, SettingsDep, WriteGateDep, writer_refusal
 from service.errors import ApiError
-from service.schemas import ErrorBody, FeedbackEvaluation, FeedbackIn, FeedbackOut, FeedbackSummary
+from service.schemas.common import ErrorBody
+from service.schemas.feedback import FeedbackEvaluation, FeedbackIn, FeedbackOut, FeedbackSummary
 
 router = APIRouter(prefix="/feedback", tags=["feedback"])
 _ERRORS: dict[int | str, dict[str, Any]] = {

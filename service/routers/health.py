@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from service.schemas import Health
+from service.schemas.common import Health
 
 router = APIRouter(tags=["health"])
 

@@ -1,22 +1,9 @@
-"""Ingest on Ray Data: files are read and parsed by Ray tasks, chunked and embedded by a pool of actors that
-each load the model once, and the results are written as the same index folder ``rag ingest`` writes (or as a
-sharded index, rag/shards.py). Needs the ``ray`` extra (``pip install '.[ray]'``); nothing else imports it.
-
-The driver streams the actors' output into a staging folder (``DIR/.staging/``), one file per batch of
-documents, before anything else happens. An interrupted run leaves those files; the next run with the same
-settings skips every document already staged (or already in the index with the same checksum) and embeds only
-the rest. Once all is staged the driver applies it to the index (``CorpusIndex.apply(prepared=...)``, the
-local path's own incremental update, so keys, offsets and manifests come out as the local path writes them),
-saves, and removes the staging folder.
-
-Paths must be readable from every Ray node (a shared file system) when ``address`` names a cluster.
-"""
+"""The Ray ingest's driver: start Ray, read the files on it, stream the actors' chunks and vectors into the
+staging folder, then apply what is staged to the index (or its shards) and swap a rebuilt index in."""
 
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 import logging
 import os
 import shutil
@@ -28,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from rag.chunking import ChunkerSettings, chunk_text
+from rag.distributed.staging import STAGING, Staging
+from rag.distributed.workers import ChunkEmbedActor, document_of_row, load_rows, skip_row
 from rag.errors import LoadError, RagError, ValidationError
-from rag.lexical import LexicalSettings
-from rag.loaders import DEFAULT_MAX_BYTES, SUPPORTED_SUFFIXES, load_file, plan_files
+from rag.loaders import DEFAULT_MAX_BYTES, SUPPORTED_SUFFIXES, plan_files
 from rag.shards import (
     check_shard_count,
     empty_shard,
@@ -42,13 +29,12 @@ from rag.shards import (
     shard_of,
     write_manifest,
 )
-from rag.store import EMBED_BATCH, CorpusIndex, IndexSettings, Prepared, indexed_text, read_current, stored_checksums
+from rag.store import CorpusIndex, IndexSettings, Prepared, read_current, stored_checksums
 from rag.store.files import fsync_dir
 from rag.types import Document, IngestReport
 
 log = logging.getLogger("rag.distributed")
 
-STAGING = ".staging"
 INSTALL_HINT = "the ray engine needs Ray: pip install '.[ray]' (or: pip install 'ray[data]==2.60.0')"
 
 
@@ -83,171 +69,6 @@ class RayStats:
     documents_staged: int = 0  # by this run
     documents_resumed: int = 0  # found staged by an earlier, interrupted run
     parts: int = 0
-
-
-# ---------------------------------------------------------------------------------------------- Ray stages
-
-
-def _load_rows(row: dict[str, Any], max_bytes: int) -> list[dict[str, Any]]:
-    """One planned file (path and the id ``plan_files`` gave it) -> one row per document (or per skipped
-    item), in file order."""
-    path = Path(row["file"])
-    if not path.exists():
-        return [_skip_row(row["order"], 0, str(path), "no such file or folder")]
-    result = load_file(path, max_bytes, doc_id=row["doc_id"])
-    out = [_skip_row(row["order"], i, where, why) for i, (where, why) in enumerate(result.skipped)]
-    for pos, doc in enumerate(result.documents):
-        out.append(
-            {
-                "kind": "doc",
-                "order": row["order"],
-                "pos": pos,
-                "id": doc.id,
-                "title": doc.title,
-                "text": doc.text,
-                "url": doc.url or "",
-                "published": doc.published or "",
-                "meta": json.dumps(dict(doc.meta), ensure_ascii=False),
-                "source": doc.source or "",
-                "checksum": doc.checksum,
-            }
-        )
-    return out
-
-
-def _skip_row(order: int, pos: int, where: str, why: str) -> dict[str, Any]:
-    empty = {k: "" for k in ("id", "title", "text", "url", "published", "meta", "source", "checksum")}
-    return {**empty, "kind": "skip", "order": order, "pos": pos, "source": where, "text": why}
-
-
-def _document(row: dict[str, Any]) -> Document:
-    return Document(
-        id=str(row["id"]),
-        title=str(row["title"]),
-        text=str(row["text"]),
-        url=str(row["url"]) or None,
-        published=str(row["published"]) or None,
-        meta=json.loads(str(row["meta"])),
-        source=str(row["source"]) or None,
-    )
-
-
-class ChunkEmbedActor:
-    """A Ray actor: loads the embedder once, then chunks and embeds batches of documents exactly as
-    ``CorpusIndex.apply`` does (same chunker, same title-in-text, same batches of EMBED_BATCH texts)."""
-
-    def __init__(self, settings: dict[str, Any], backend: str, threads: int) -> None:
-        from rag.embedding import Embedder
-
-        started = time.perf_counter()
-        self.settings = settings_from_dict(settings)
-        self.embedder = Embedder(backend=backend, threads=threads).load()
-        self.load_seconds = time.perf_counter() - started
-        self.first = True
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        started = time.perf_counter()
-        spans_per_doc: list[list[tuple[int, int]]] = []
-        texts: list[str] = []
-        for title, text in zip(batch["title"], batch["text"], strict=True):
-            spans = [
-                (s.start, s.end) for s in chunk_text(str(text), self.embedder.token_offsets, self.settings.chunker)
-            ]
-            spans_per_doc.append(spans)
-            texts.extend(indexed_text(str(title), str(text)[a:b], self.settings.title_in_text) for a, b in spans)
-        parts = [self.embedder.encode(texts[i : i + EMBED_BATCH]) for i in range(0, len(texts), EMBED_BATCH)]
-        vectors = np.concatenate(parts) if parts else np.zeros((0, self.embedder.dim), dtype=np.float32)
-        out_spans, out_vectors, row = [], [], 0
-        for spans in spans_per_doc:
-            out_spans.append(np.asarray(spans, dtype=np.int64).reshape(-1, 2).tobytes())
-            out_vectors.append(np.ascontiguousarray(vectors[row : row + len(spans)], dtype=np.float32).tobytes())
-            row += len(spans)
-        n = len(spans_per_doc)
-        load_seconds = [self.load_seconds if self.first else -1.0] + [-1.0] * (n - 1)
-        self.first = False
-        return {
-            "id": batch["id"],
-            "checksum": batch["checksum"],
-            "spans": np.array(out_spans, dtype=object),
-            "vectors": np.array(out_vectors, dtype=object),
-            "dim": np.full(n, self.embedder.dim, dtype=np.int64),
-            "compute_seconds": np.full(n, (time.perf_counter() - started) / max(n, 1)),
-            "load_seconds": np.array(load_seconds),
-        }
-
-
-def settings_from_dict(data: dict[str, Any]) -> IndexSettings:
-    return IndexSettings(
-        chunker=ChunkerSettings(**data["chunker"]),
-        lexical=LexicalSettings(**data["lexical"]),
-        title_in_text=bool(data["title_in_text"]),
-        dense_kind=str(data.get("dense_kind", "auto")),
-    )
-
-
-# ---------------------------------------------------------------------------------------------- staging
-
-
-class Staging:
-    """Results staged by the driver as they stream in: one .npz per batch, written atomically."""
-
-    def __init__(self, folder: Path, fingerprint: dict[str, Any]) -> None:
-        self.folder = folder
-        stamp = folder / "staging.json"
-        if folder.is_dir():
-            try:
-                same = json.loads(stamp.read_text(encoding="utf-8")) == fingerprint
-            except (OSError, json.JSONDecodeError):
-                same = False
-            if not same:  # staged with another model or other settings: useless now
-                shutil.rmtree(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        stamp.write_text(json.dumps(fingerprint, sort_keys=True), encoding="utf-8")
-
-    def checksums(self) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for part in sorted(self.folder.glob("part-*.npz")):
-            with np.load(part, allow_pickle=False) as arrays:
-                out.update(zip(arrays["id"].tolist(), arrays["checksum"].tolist(), strict=True))
-        return out
-
-    def write(
-        self, ids: Sequence[str], checksums: Sequence[str], spans: Sequence[bytes], vectors: Sequence[bytes], dim: int
-    ) -> None:
-        name = hashlib.sha256("\n".join(f"{i}\t{c}" for i, c in zip(ids, checksums, strict=True)).encode()).hexdigest()
-        span_arrays = [np.frombuffer(s, dtype=np.int64).reshape(-1, 2) for s in spans]
-        tmp = self.folder / f".tmp-{name[:24]}-{os.getpid()}.npz"
-        np.savez(
-            tmp,
-            id=np.array(ids, dtype=str),
-            checksum=np.array(checksums, dtype=str),
-            count=np.array([len(s) for s in span_arrays], dtype=np.int64),
-            spans=np.concatenate(span_arrays) if span_arrays else np.zeros((0, 2), dtype=np.int64),
-            vectors=np.frombuffer(b"".join(vectors), dtype=np.float32).reshape(-1, dim),
-        )
-        with open(tmp, "rb") as fh:  # staged work survives a power loss, not only a crash
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.folder / f"part-{name[:24]}.npz")
-        fsync_dir(self.folder)
-
-    def prepared(self) -> dict[str, tuple[str, Prepared]]:
-        """doc id -> (checksum, (spans, vectors)) of everything staged."""
-        out: dict[str, tuple[str, Prepared]] = {}
-        for part in sorted(self.folder.glob("part-*.npz")):
-            with np.load(part, allow_pickle=False) as arrays:
-                row = 0
-                for doc_id, checksum, count in zip(arrays["id"], arrays["checksum"], arrays["count"], strict=True):
-                    n = int(count)
-                    spans = [(int(a), int(b)) for a, b in arrays["spans"][row : row + n]]
-                    out[str(doc_id)] = (str(checksum), (spans, arrays["vectors"][row : row + n]))
-                    row += n
-        return out
-
-    def remove(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-
-# ---------------------------------------------------------------------------------------------- the ingest
 
 
 def start_ray(options: RayOptions) -> float:
@@ -433,16 +254,16 @@ def _load_documents(
         items = ray.data.from_items(
             [{"file": str(path), "doc_id": doc_id, "order": i} for i, (path, doc_id) in enumerate(planned)]
         )
-        rows = items.flat_map(functools.partial(_load_rows, max_bytes=max_bytes)).take_all()
+        rows = items.flat_map(functools.partial(load_rows, max_bytes=max_bytes)).take_all()
     else:  # only missing paths (or none): no need to start Ray to say so
-        rows = [_skip_row(i, 0, str(path), "no such file or folder") for i, (path, _) in enumerate(planned)]
+        rows = [skip_row(i, 0, str(path), "no such file or folder") for i, (path, _) in enumerate(planned)]
     rows.sort(key=lambda r: (int(r["order"]), r["kind"] != "skip", int(r["pos"])))
     by_id: dict[str, Document] = {}
     for row in rows:
         if row["kind"] == "skip":
             skipped.append((str(row["source"]), str(row["text"])))
             continue
-        doc = _document(row)
+        doc = document_of_row(row)
         if (earlier := by_id.get(doc.id)) is not None:
             where = earlier.source or doc.id
             by = "a later record in the same file" if earlier.source == doc.source else doc.source or doc.id

@@ -1,16 +1,13 @@
-"""Request and response bodies. The limits live here, at the edge; the library trusts what passes them."""
+"""The bodies of ``/ask``, ``/ask/batch`` and ``/search``: questions and their filters in, answers and passages out."""
 
 from __future__ import annotations
 
 import datetime as dt
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
     BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
     ValidationInfo,
     field_validator,
@@ -19,37 +16,23 @@ from pydantic import (
 
 from rag import wire
 from rag.dates import filter_date
+from rag.document_ids import MAX_ID_LENGTH
 from rag.errors import ValidationError
 from rag.filters import Filters
-from rag.loaders import MAX_ID_LENGTH, check_document_id
 from rag.pipeline import MAX_TOP_K
-from rag.types import Answer, AskResult, Document, Hit, IngestReport
-
-MAX_QUESTION_CHARS = 1000
-MAX_TITLE_CHARS = 1000
-MAX_DOCUMENT_CHARS = 2_000_000
-MAX_DOCUMENTS_PER_REQUEST = 1000
-MAX_SEARCH_K = 200
-MAX_FILTER_DOCUMENTS = 1000
-MAX_FILTER_META = 20
-MAX_SOURCE_CHARS = 200
-MAX_BATCH_QUESTIONS = 64
-
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-
-def clean_question(value: str) -> str:
-    """Questions: trimmed, not empty, no control characters (tabs and newlines are fine)."""
-    if _CONTROL.search(value):
-        raise ValueError("must not contain control characters")
-    value = value.strip()
-    if not value:
-        raise ValueError("must not be empty or only whitespace")
-    return value
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+from rag.types import Answer, AskResult, Hit
+from service.schemas.common import (
+    MAX_BATCH_QUESTIONS,
+    MAX_FILTER_DOCUMENTS,
+    MAX_FILTER_META,
+    MAX_QUESTION_CHARS,
+    MAX_SEARCH_K,
+    MAX_SOURCE_CHARS,
+    NOT_BOOL,
+    Offset,
+    Strict,
+    clean_question,
+)
 
 
 class FiltersIn(Strict):
@@ -108,18 +91,6 @@ class FiltersIn(Strict):
             raise ValueError(str(exc)) from None
 
 
-def refuse_bool(value: Any) -> Any:
-    """Numbers in bodies: lax mode would read JSON ``true`` as 1; strict=True would also refuse 5.0, which JSON
-    Schema counts as an integer (and 1 for a float field)."""
-    if isinstance(value, bool):
-        raise ValueError("must be a number, not true or false")
-    return value
-
-
-#: A number field (integer or not) that refuses JSON booleans (``refuse_bool``).
-NOT_BOOL = BeforeValidator(refuse_bool)
-
-
 class AskRequest(Strict):
     question: str = Field(
         min_length=1, max_length=MAX_QUESTION_CHARS, examples=["How many troops are in US Forces Korea?"]
@@ -140,11 +111,6 @@ class AskRequest(Strict):
     @classmethod
     def _question(cls, v: str) -> str:
         return clean_question(v)
-
-
-class Offset(BaseModel):
-    start: int
-    end: int
 
 
 class AnswerOut(BaseModel):
@@ -253,169 +219,3 @@ class SearchResponse(BaseModel):
     query: str
     passages: list[PassageOut]
     timings_ms: dict[str, float]
-
-
-class DocumentIn(Strict):
-    id: str | None = Field(
-        None, min_length=1, max_length=MAX_ID_LENGTH, description="Given id, or derived from the content"
-    )
-    title: str = Field("", max_length=MAX_TITLE_CHARS)
-    text: str = Field(min_length=1, max_length=MAX_DOCUMENT_CHARS)
-    url: str | None = Field(None, max_length=2000)
-    published: str | None = Field(
-        None,
-        max_length=100,
-        description="Publication date as printed; stored as YYYY-MM-DD (null when it names no date), the text as "
-        "sent in meta.published_text when it differed",
-    )
-    source: str | None = Field(None, max_length=200, description="Publisher, stored as meta.source")
-    meta: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("id")
-    @classmethod
-    def _id(cls, v: str | None) -> str | None:
-        return None if v is None else check_document_id(v)
-
-    @field_validator("text")
-    @classmethod
-    def _text(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("must not be empty or only whitespace")
-        if "\x00" in v:
-            raise ValueError("must not contain NUL characters")
-        return v
-
-
-class DocumentsIn(Strict):
-    documents: list[DocumentIn] = Field(min_length=1, max_length=MAX_DOCUMENTS_PER_REQUEST)
-
-
-class DocumentSummary(BaseModel):
-    id: str
-    title: str
-    chars: int
-    chunks: int
-    url: str | None = None
-    published: str | None = None
-    meta: dict[str, Any] = Field(default_factory=dict)
-
-    @classmethod
-    def of(cls, d: Document, chunks: int) -> DocumentSummary:
-        meta = {k: v for k, v in d.meta.items() if k != "paragraph_starts"}
-        return cls(
-            id=d.id, title=d.title, chars=len(d.text), chunks=chunks, url=d.url, published=d.published, meta=meta
-        )
-
-
-class DocumentOut(DocumentSummary):
-    text: str
-    chunk_offsets: list[Offset] = Field(default_factory=list)
-
-
-class DocumentList(BaseModel):
-    count: int = Field(description="Documents matching (every page)")
-    documents: list[DocumentSummary] = Field(description="This page, in id order")
-    next_cursor: str | None = Field(None, description="Pass as cursor for the next page; null on the last page")
-
-
-class Skipped(BaseModel):
-    item: str
-    reason: str
-
-
-class IngestOut(BaseModel):
-    added: list[str]
-    replaced: list[str]
-    unchanged: list[str]
-    deleted: list[str]
-    skipped: list[Skipped]
-    chunks_embedded: int
-    seconds: float
-
-    @classmethod
-    def of(cls, r: IngestReport) -> IngestOut:
-        return cls(
-            added=list(r.added),
-            replaced=list(r.replaced),
-            unchanged=list(r.unchanged),
-            deleted=list(r.deleted),
-            skipped=[Skipped(item=i, reason=why) for i, why in r.skipped],
-            chunks_embedded=r.chunks_embedded,
-            seconds=round(r.seconds, 3),
-        )
-
-
-class ErrorDetail(BaseModel):
-    code: str
-    message: str
-    details: list[dict[str, Any]] | None = None
-
-
-class ErrorBody(BaseModel):
-    error: ErrorDetail
-
-
-class Health(BaseModel):
-    status: str
-    detail: str | None = None
-    documents: int | None = None
-    chunks: int | None = None
-    reader: str | None = None
-
-
-#: A 400 from the HTTP server itself (uvicorn's parser, before the app sees the request) is plain text, not
-#: ``ErrorBody``: `make fuzz` met it on GET operations whose repeatable query parameters carried long runs of
-#: unusual characters.
-UNPARSEABLE_REQUEST: dict[str, Any] = {
-    "model": ErrorBody,
-    "description": "Bad request; a request the HTTP server cannot parse gets its plain-text 400, before the app",
-    "content": {"text/plain": {"schema": {"type": "string"}}},
-}
-
-
-class SpanIn(Strict):
-    document_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
-    start: int = Field(ge=0, le=MAX_DOCUMENT_CHARS)
-    end: int = Field(ge=0, le=MAX_DOCUMENT_CHARS)
-
-
-class ShownIn(SpanIn):
-    score: float | None = Field(None, ge=0, le=1, description="The score the answer was shown with")
-
-
-class FeedbackIn(Strict):
-    """A verdict on one question's answer."""
-
-    question: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS)
-    verdict: Literal["right", "wrong", "not_in_articles", "answer_is"] = Field(
-        description="right / wrong: the answer shown (give `shown`); not_in_articles: the articles do not hold the "
-        "answer; answer_is: this span is the answer (give `answer`)"
-    )
-    answer: SpanIn | None = Field(None, description="answer_is: the right span (offsets into the document's text)")
-    shown: ShownIn | None = Field(None, description="right / wrong: the answer that was shown")
-
-
-class FeedbackOut(BaseModel):
-    id: str
-    verdict: str
-    generation: int = Field(description="The index commit the feedback was given on")
-    records: int = Field(description="Feedback records kept so far")
-    questions: int = Field(description="Distinct questions with feedback so far")
-
-
-class FeedbackEvaluation(BaseModel):
-    created: str = Field(description="When `rag feedback eval` ran")
-    questions: int
-    f1: float = Field(description="SQuAD F1 x 100 over the annotated questions (a decline is right when unanswerable)")
-    em: float
-    answered: float = Field(description="Share of the questions answered, percent")
-    reader: str | None = None
-
-
-class FeedbackSummary(BaseModel):
-    mode: Literal["off", "open", "key"]
-    records: int
-    questions: int
-    last_evaluation: FeedbackEvaluation | None = Field(
-        None, description="The last `rag feedback eval` on the annotated questions (not recomputed per request)"
-    )
