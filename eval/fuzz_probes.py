@@ -94,7 +94,7 @@ KNOWN = [
         "**500 on a lone surrogate in `meta`.** `DocumentIn.meta` is `dict[str, Any]`, so a JSON escape such as "
         '`"\\ud800"` (legal JSON, not text) passes validation, unlike the `str` fields; `Document.checksum` then '
         'calls `.encode("utf-8")` and raises UnicodeEncodeError (`rag ingest` of such a JSONL record crashes the '
-        "same way). Fix: refuse lone surrogates in `document_from_record` (rag/loaders.py) with a LoadError, "
+        "same way). Fix: refuse lone surrogates in `document_from_record` (rag/records.py) with a LoadError, "
         "which the API reports as a skipped document and `rag ingest` skips.",
     ),
     (
@@ -102,13 +102,13 @@ KNOWN = [
         "**A nested `meta` breaks the listing.** A document whose `meta` nests 255+ levels is accepted and stored; "
         "pydantic then refuses to serialise it, so GET /documents (every document's meta) and GET /documents/{id} "
         "answer 500 until it is deleted, across restarts. Fix: bound the nesting of `meta` in "
-        "`document_from_record` (rag/loaders.py; e.g. 32 levels, counted iteratively).",
+        "`document_from_record` (rag/records.py; e.g. 32 levels, counted iteratively).",
     ),
     (
         ("AcceptedNegativeData",),
         "**Booleans accepted as integers.** pydantic's lax mode reads JSON `true` as 1, so POST /ask takes "
         '`"top_k": true` or `"max_answers": true` although the schema says integer. Fix: a `mode="before"` '
-        "validator on `AskRequest.top_k` and `max_answers` in service/schemas.py that refuses bools (`strict=True` "
+        "validator on `AskRequest.top_k` and `max_answers` in service/schemas/ask.py that refuses bools (`strict=True` "
         "would also refuse 5.0, which JSON Schema counts as an integer).",
     ),
     (

@@ -1,7 +1,7 @@
 """The write planner: what a change (add, replace, delete) makes of a snapshot.
 
 Documents whose checksum is unchanged are left alone; new documents and new versions are chunked and embedded
-(or taken as prepared elsewhere, rag/distributed.py) into one new segment, with chunk keys from the snapshot's
+(or taken as prepared elsewhere, rag/distributed/) into one new segment, with chunk keys from the snapshot's
 ``next_key`` on; a segment that held a replaced or deleted document becomes a view of itself less that document
 (tombstones: its arrays shared, nothing rebuilt), and one left with no document is dropped. So a write costs
 what it adds, not the size of the corpus. ``CorpusIndex.apply`` (rag/store/index.py) is the entry point.

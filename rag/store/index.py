@@ -214,7 +214,7 @@ class CorpusIndex:
         with no document is dropped.
 
         ``prepared`` maps a document id to its chunk spans and vectors computed elsewhere (the distributed
-        ingest, rag/distributed.py) with this index's settings and model: those documents are not chunked or
+        ingest, rag/distributed/) with this index's settings and model: those documents are not chunked or
         embedded here, and ``embedder`` may be None when every changed document is prepared."""
         return changes.apply(
             self, upserts, deletes, embedder=embedder, progress=progress, skipped=skipped, prepared=prepared
