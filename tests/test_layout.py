@@ -149,3 +149,17 @@ def test_the_request_path_loads_only_its_own_modules(tmp_path, seed_index_dir):
     assert [m for m in loaded if _under(m, OFFLINE)] == []
     assert [m for m in loaded if _under(m, HEAVY)] == []
     assert sorted(m for m in loaded if _under(m, ("rag",)) and m not in LAZY) == REQUEST_PATH
+
+
+#: Modules stay small (STYLE.md 13): a newcomer reads one in a sitting.
+MAX_LINES = 400
+
+
+def test_no_module_is_over_400_lines():
+    files = [p for top in ("rag", "service", "cli", "eval", "tests") for p in (ROOT / top).rglob("*.py")]
+    files = [p for p in files if ".cache" not in p.parts and ".venv" not in p.parts]
+    assert len(files) > 100
+    long = {
+        str(p.relative_to(ROOT)): n for p in files if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES
+    }
+    assert long == {}
