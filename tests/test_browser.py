@@ -34,7 +34,7 @@ pytestmark = [
 ]
 
 READER = os.environ.get("RAG_BROWSER_TEST_READER") or (
-    "trained" if (ROOT / "rag" / "reader" / "model" / "model.safetensors").exists() else "heuristic"
+    "trained" if (ROOT / "rag" / "reader" / "weights" / "model.safetensors").exists() else "heuristic"
 )
 SCREENSHOT = ROOT / "docs" / "screenshot.png"
 CHROMIUM_ARGS = [
