@@ -30,7 +30,7 @@ def train_reader(
     train_part: Annotated[Path | None, typer.Option(help="Folder of SQuAD training-set parts (groups recipe)")] = Path(
         "../shared/data/squad-v2.0-train-part"
     ),
-    out: Annotated[Path, typer.Option(help="Where the weights and reader.json go")] = Path("rag/reader/model"),
+    out: Annotated[Path, typer.Option(help="Where the weights and reader.json go")] = Path("rag/reader/weights"),
     recipe: Annotated[
         str, typer.Option(help="groups: serving-like chunks + retrieved negatives, shared normalisation; paragraphs")
     ] = "groups",

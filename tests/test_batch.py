@@ -17,7 +17,7 @@ from rag.reader.model import DEFAULT_READER_DIR
 from tests.conftest import make_settings
 
 HAS_WEIGHTS = (DEFAULT_READER_DIR / "model.safetensors").is_file()
-needs_weights = pytest.mark.skipif(not HAS_WEIGHTS, reason="no trained reader weights in rag/reader/model/")
+needs_weights = pytest.mark.skipif(not HAS_WEIGHTS, reason="no trained reader weights in rag/reader/weights/")
 
 QUESTIONS = [
     "How many troops are in US Forces Korea?",
@@ -57,7 +57,7 @@ def seed_index(seed_index_dir, embedder):
 @pytest.fixture(scope="module")
 def trained(embedder):
     if not HAS_WEIGHTS:
-        pytest.skip("no trained reader weights in rag/reader/model/")
+        pytest.skip("no trained reader weights in rag/reader/weights/")
     return QAPipeline.load("trained", embedder=embedder)  # the service's runtime: int8
 
 

@@ -1,159 +1,36 @@
-"""The web page in a real browser: Debian's headless Chromium, driven by Playwright, against a real uvicorn
-serving an index of seeds/. Skipped only when chromium or playwright is not installed.
+"""Asking on the web page in a real browser (service/static, against a real uvicorn; tests/browser_support.py):
+the answer highlighted and cited down to its characters, keyboard use, the result states, errors, a PDF's page,
+filters, a narrow screen."""
 
-The reader is the trained one when its weights exist, otherwise the heuristic one; set
-RAG_BROWSER_TEST_READER=heuristic|trained to choose.
-"""
+# ruff: noqa: F811 (the fixtures imported from tests/browser_support.py are the tests' arguments)
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-from collections.abc import Iterator
-from pathlib import Path
-from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 import pytest
 
-from rag.loaders import load_data
-from rag.types import Document
-from tests.conftest import ROOT, make_settings, serve_in_thread
-from tests.sample_files import pdf_bytes
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-try:
-    from playwright.sync_api import Page, expect, sync_playwright
-except ImportError:  # pragma: no cover - depends on the machine
-    sync_playwright = None  # type: ignore[assignment]
-
-pytestmark = [
-    pytest.mark.skipif(sync_playwright is None, reason="playwright is not installed (pip install playwright)"),
-    pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)"),
-]
-
-READER = os.environ.get("RAG_BROWSER_TEST_READER") or (
-    "trained" if (ROOT / "rag" / "reader" / "model" / "model.safetensors").exists() else "heuristic"
+from tests.browser_support import (  # noqa: F401 (fixtures: the tests' arguments)
+    FOOTBRIDGE,
+    HOSTILE,
+    HOSTILE_ID,
+    NEEDS_A_BROWSER,
+    OFF_TOPIC,
+    ROOT,
+    SCREENSHOT,
+    TROOPS,
+    Page,
+    ask,
+    browser_context,
+    expect,
+    no_horizontal_scroll,
+    offsets,
+    page,
+    server,
 )
-SCREENSHOT = ROOT / "docs" / "screenshot.png"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--no-first-run",
-    "--disable-quic",
-    "--disable-component-update",
-    "--disable-sync",
-]
-WAIT_MS = 90_000  # two slow cores and a training job beside us: be patient
 
-TROOPS = "How many troops are in US Forces Korea?"
-OFF_TOPIC = "Who won the 1966 FIFA World Cup?"
-
-# A document whose title, id and text are markup: the page must show them as text and run none of it.
-HOSTILE_ID = "odd<b>&\"id'"
-HOSTILE = Document(
-    id=HOSTILE_ID,
-    title='Marmalade <img src=x onerror="window.__xss=1"> report',
-    text=(
-        "The annual marmalade festival is held in the village of Dalemain every March.\n\n"
-        "Judges tasted <script>window.__xss=2</script> more than three thousand jars this year. "
-        'The winning jar \N{TANGERINE} <img src=x onerror="window.__xss=3"> came from Seville oranges.\n\n'
-        "Organisers said the marmalade festival would return next spring."
-    ),
-)
-HOSTILE_QUESTION = "Where is the marmalade festival held <img src=x onerror=window.__xss=4>?"
-
-# A two-page PDF: the answer to its question is on page 2.
-HARBOUR_PDF = pdf_bytes(
-    [
-        ["Glasgow harbour works", "The quay wall along the river was repaired in the spring by a local firm."],
-        ["Footbridge", "The new Clyde footbridge cost 42 million pounds and opened to walkers in March."],
-    ]
-)
-FOOTBRIDGE = "How much did the Clyde footbridge cost?"
-SERVED: dict[str, Path] = {}  # the folder the server fixture serves
-
-
-# ------------------------------------------------------------------------------------------------ fixtures
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, seed_index_dir, embedder) -> Iterator[str]:
-    """A real uvicorn on a free port, in a thread, serving a copy of the seed index plus the hostile document."""
-    from rag.engine import Engine
-    from service.main import create_app
-
-    folder = tmp_path_factory.mktemp("browser") / "index"
-    SERVED["index"] = folder
-    shutil.copytree(seed_index_dir, folder)
-    settings = make_settings(folder, reader=READER)
-    writer = Engine(settings, embedder)
-    writer.reload()
-    writer.upsert([HOSTILE, *load_data(HARBOUR_PDF, "harbour.pdf").documents])
-
-    with serve_in_thread(create_app(settings)) as base:
-        yield base
-
-
-@pytest.fixture(scope="module")
-def browser_context(tmp_path_factory):
-    with sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")),
-            executable_path=CHROMIUM,
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1200, "height": 900},
-        )
-        context.set_default_timeout(WAIT_MS)
-        try:
-            yield context
-        finally:
-            context.close()
-
-
-@pytest.fixture
-def page(browser_context) -> Iterator[Page]:
-    """A fresh tab; script errors and Content-Security-Policy violations fail the test."""
-    tab = browser_context.new_page()
-    tab.set_viewport_size({"width": 1200, "height": 900})
-    problems: list[str] = []
-    tab.on("pageerror", lambda exc: problems.append(f"script error: {exc}"))
-    tab.on(
-        "console",
-        lambda msg: problems.append(f"console: {msg.text}") if "Content Security Policy" in msg.text else None,
-    )
-    yield tab
-    tab.close()
-    assert not problems, problems
-
-
-def ask(page: Page, question: str) -> None:
-    box = page.get_by_label("Your question")
-    box.fill(question)
-    box.press("Enter")
-    expect(page.locator("#results")).to_be_visible()
-    expect(page.locator("#results")).to_have_attribute("aria-busy", "false")
-
-
-def offsets(href: str | None) -> tuple[str, int, int]:
-    """id, start, end from a document-view link such as ``#/document?id=X&start=1&end=5``."""
-    assert href, "the link has no href"
-    fragment = urlsplit(href).fragment
-    path, _, query = fragment.partition("?")
-    assert path == "/document", href
-    params = parse_qs(query)
-    return params["id"][0], int(params["start"][0]), int(params["end"][0])
-
-
-def no_horizontal_scroll(page: Page) -> bool:
-    return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
-
-
-# ------------------------------------------------------------------------------------------------ tests
+pytestmark = NEEDS_A_BROWSER
 
 
 def test_answer_is_highlighted_cited_and_opens_the_document(page: Page, server: str):
@@ -230,47 +107,6 @@ def test_off_topic_question_shows_a_result_state(page: Page, server: str):
         expect(page.locator("#no-answer-reason")).to_contain_text("articles")
         expect(not_found.locator(".threshold-note")).to_contain_text("at least")
         assert page.locator(".passage").count() > 0  # the passages searched are still shown
-
-
-def test_api_text_is_shown_as_text_never_run(page: Page, server: str):
-    page.goto(server + "/")
-    ask(page, HOSTILE_QUESTION)
-    results = page.locator("#results")
-    expect(results.locator(".asked q")).to_have_text(HOSTILE_QUESTION)
-    expect(results).to_contain_text('Marmalade <img src=x onerror="window.__xss=1"> report')
-    assert page.locator("main img, main script").count() == 0
-
-    # The same document through the documents list and the document view.
-    page.get_by_role("link", name="Documents").click()
-    expect(page.get_by_role("heading", name="Indexed documents")).to_be_focused()
-    entry = page.get_by_role("link", name=HOSTILE.title)
-    expect(entry).to_be_visible()
-    expect(page.locator(".doc-item", has=entry)).to_contain_text(HOSTILE_ID)
-    entry.click()
-    expect(page.locator("#doc-title")).to_have_text(HOSTILE.title)
-    expect(page.locator("#doc-text")).to_contain_text("<script>window.__xss=2</script>")
-    expect(page.locator("#doc-meta")).to_contain_text(HOSTILE_ID)
-    assert page.locator("main img, main script").count() == 0
-    assert page.evaluate("window.__xss") is None
-
-    # Offsets count code points, as Python does; the emoji before "Seville" must not shift the highlight.
-    start = HOSTILE.text.index("Seville")
-    page.goto(f"{server}/#/document?id={quote(HOSTILE_ID)}&start={start}&end={start + len('Seville')}")
-    expect(page.locator("#doc-highlight")).to_have_text("Seville")
-
-
-def test_documents_view_lists_the_index(page: Page, server: str):
-    listing = httpx.get(f"{server}/documents", timeout=30).json()
-    page.goto(server + "/#/documents")
-    items = page.locator("#docs-list .doc-item")
-    expect(items).to_have_count(listing["count"])
-    expect(page.locator("#docs-summary")).to_contain_text(f"{listing['count']} documents")
-    seed = next(d for d in listing["documents"] if d["id"] != HOSTILE_ID)
-    row = page.locator(".doc-item", has=page.get_by_role("link", name=seed["title"]))
-    expect(row).to_contain_text(f"{seed['chars']:,} characters · {seed['chunks']} passages")
-    row.get_by_role("link").click()
-    expect(page.locator("#doc-title")).to_have_text(seed["title"])
-    expect(page.locator("#doc-span")).to_be_hidden()  # no span asked for, nothing highlighted
 
 
 def test_errors_are_shown_politely(page: Page, server: str):
@@ -369,41 +205,3 @@ def test_narrow_screen(page: Page, server: str):
     page.locator("#top-answer a.cite-link").click()
     expect(page.locator("#doc-highlight")).to_be_in_viewport()
     assert no_horizontal_scroll(page)
-
-
-def test_feedback_from_the_page_marks_an_answer_and_selects_the_right_words(page: Page, server: str):
-    import json
-
-    page.goto(server + "/")
-    page.fill("#question", TROOPS)
-    page.keyboard.press("Enter")
-    expect(page.locator("#top-answer")).to_be_visible()
-    page.locator("#answer-feedback").get_by_role("button", name="Right").click()
-    expect(page.locator("#answer-feedback .feedback-status")).to_contain_text("Thank you")
-
-    # Select the first 12 characters of the first passage and say they are the answer.
-    passage = page.locator(".passage").first
-    page.evaluate(
-        """() => {
-            const text = document.querySelector('#passage-text-0');
-            const walker = document.createTreeWalker(text, NodeFilter.SHOW_TEXT);
-            const first = walker.nextNode();
-            const range = document.createRange();
-            range.setStart(first, 0);
-            range.setEnd(first, 12);
-            const selection = window.getSelection();
-            selection.removeAllRanges();
-            selection.addRange(range);
-        }"""
-    )
-    selected = page.evaluate("window.getSelection().toString()")
-    passage.get_by_role("button", name="This is the answer").click()
-    expect(passage.locator(".feedback-status")).to_contain_text("Thank you")
-
-    path = SERVED["index"] / "feedback" / "feedback.jsonl"
-    records = [json.loads(line) for line in path.read_text().splitlines()]
-    right, chosen = records[-2], records[-1]
-    assert right["verdict"] == "right" and right["question"] == TROOPS and "28,500" in right["shown"]["text"]
-    assert chosen["verdict"] == "answer_is" and chosen["answer"]["text"] == selected and len(selected) == 12
-    page.goto(server + "/#/documents")
-    expect(page.locator("#feedback-summary")).to_contain_text("annotated by users")

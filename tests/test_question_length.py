@@ -226,7 +226,7 @@ def test_ask_over_http_never_fails_on_a_question_it_accepts(engines, reader):
     from service.main import create_app
 
     if reader not in engines:
-        pytest.skip("no trained reader weights in rag/reader/model/")
+        pytest.skip("no trained reader weights in rag/reader/weights/")
     settings, engine = engines[reader]
     client = TestClient(create_app(settings, engine=engine), raise_server_exceptions=False)
     for q in SAMPLE:

@@ -176,7 +176,7 @@ def test_alignment_sees_what_the_span_sentence_does_not_say():
     assert align({"ishiba"}, set(), near_miss, near_miss + len("Shigeru Ishiba"))[0] == 0.0
 
 
-@pytest.mark.skipif(not HAS_WEIGHTS, reason="no trained reader weights in rag/reader/model/")
+@pytest.mark.skipif(not HAS_WEIGHTS, reason="no trained reader weights in rag/reader/weights/")
 def test_trained_reader_reads_exact_spans(seed_text):
     from rag.reader.model import SpanReader
 

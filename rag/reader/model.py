@@ -17,7 +17,7 @@ from rag.errors import ModelError, ValidationError
 from rag.reader.windows import SpanCandidate, Window, best_spans, make_windows, pad_batch
 
 #: Where the project's trained reader lives (inside the package, so an installed copy finds it).
-DEFAULT_READER_DIR = Path(__file__).with_name("model")
+DEFAULT_READER_DIR = Path(__file__).with_name("weights")
 #: Windows per forward pass when many questions share passes (``read_many``): on 2 CPU cores 16 windows a pass
 #: read faster than 32 or 64 (measured), and 16 windows of 256 tokens keep a pass's attention scores near 50 MB.
 BATCH_WINDOWS = 16
