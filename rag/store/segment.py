@@ -300,12 +300,11 @@ class Segment:
         if verify:
             check_files(folder, manifest, full=verify == "full", rebuild=rebuild)
         try:
-            docs = [
-                doc_from_record(json.loads(line))
-                # split("\n"), not splitlines(): ensure_ascii=False leaves U+0085, U+2028 and U+2029 raw in the lines
-                for line in (folder / "documents.jsonl").read_text(encoding="utf-8").split("\n")
-                if line
-            ]
+            # Line by line (each line's buffer is freed before the next is read, not one copy of the whole file
+            # beside the parsed documents: the heap it leaves holes in stays resident). newline="\n": lines end at
+            # "\n" only; ensure_ascii=False leaves U+0085, U+2028 and U+2029 raw in the lines.
+            with open(folder / "documents.jsonl", encoding="utf-8", newline="\n") as fh:
+                docs = [doc_from_record(json.loads(line)) for line in fh if line.strip("\n")]
             arrays = np.load(folder / "chunks.npz", allow_pickle=False)
             # Memory-mapped: the float32 copy is read only by merges and filtered exact searches, so it costs page
             # cache, not resident memory (1,536 bytes a chunk at dim 384); the files never change once written.

@@ -1,0 +1,190 @@
+"""Resident memory per chunk, load time and search latency of a large index (issue 27), measured, not computed.
+
+The index is built from synthetic documents shaped like the seed article (15 chunks of about 560 characters,
+sentences drawn from the seed's own sentences with words swapped in from a 60,000-word vocabulary, so BM25 has a
+realistic vocabulary) and isotropic unit vectors, in IVF-SQ8 segments of ``--segment-chunks`` chunks through the
+store's own write path (``CorpusIndex.apply`` with prepared chunks and vectors, then ``save``: one segment a
+write). Nothing is embedded: the vectors stand in for MiniLM's (their distribution changes search latency a
+little, not memory). The build is resumable: the segments of an earlier, interrupted build are kept.
+
+Then a fresh process loads the index and reports the resident memory the load added (``/proc/self/status``
+before and after, divided by the chunks), again after ``--queries`` searches (which touch memory-mapped pages:
+split into anonymous memory and file-backed pages, which are page cache the kernel can take back),
+the load's seconds, and ``retrieve`` p50/p99 (dense + BM25 + RRF, in process: what ``/search`` adds HTTP to).
+
+    python eval/benchmark/bytes_per_chunk.py --chunks 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+CACHE = ROOT / "eval" / ".cache" / "bytes-per-chunk"
+CHUNKS_PER_DOC = 15
+VOCABULARY = 60_000
+DIM = 384
+
+
+def _sentence_pool(seed_dir: Path, size: int = 50_000) -> list[str]:
+    """``size`` sentences: the seed's own, with about 30% of their words swapped for Zipf-drawn vocabulary words
+    (so BM25's vocabulary and postings look like a real corpus's, not like one article's)."""
+    text = " ".join(p.read_text(encoding="utf-8") for p in sorted(seed_dir.glob("*.txt")))
+    seed = [s.split() for s in re.split(r"(?<=[.!?])\s+", text) if len(s.split()) >= 5]
+    rng = np.random.default_rng(0)
+    pool = []
+    for _ in range(size):
+        sentence = list(seed[int(rng.integers(len(seed)))])
+        for i in np.flatnonzero(rng.random(len(sentence)) < 0.3):
+            sentence[i] = f"w{min(int(rng.zipf(1.2)) - 1, VOCABULARY - 1):05d}"
+        pool.append(" ".join(sentence))
+    return pool
+
+
+def _documents(start: int, count: int, rng: np.random.Generator, pool: list[str]):
+    """``count`` documents from number ``start`` on, each with its 15 chunk spans of about 560 characters."""
+    from rag.types import Document
+
+    picks = iter(rng.integers(len(pool), size=count * CHUNKS_PER_DOC * 12).tolist())
+    for number in range(start, start + count):
+        pieces, spans, at = [], [], 0
+        for _ in range(CHUNKS_PER_DOC):
+            parts, length = [], -1
+            while length < 560:
+                sentence = pool[next(picks)]
+                parts.append(sentence)
+                length += len(sentence) + 1
+            piece = " ".join(parts)
+            spans.append((at, at + len(piece)))
+            pieces.append(piece)
+            at += len(piece) + 1
+        yield Document(id=f"doc-{number:08d}", title=f"Synthetic article {number}", text=" ".join(pieces)), spans
+
+
+def build(folder: Path, chunks: int, segment_chunks: int, seed_dir: Path) -> None:
+    from rag.embedding import MODEL_ID, model_checksum
+    from rag.store import CorpusIndex, IndexSettings, index_exists
+
+    settings = IndexSettings(dense_kind="ivf-sq8")
+    model = {"id": MODEL_ID, "checksum": model_checksum(), "dim": DIM}
+    index = (
+        CorpusIndex.load(folder, settings=settings, model=model, verify=False)
+        if index_exists(folder)
+        else CorpusIndex.empty(settings, model)
+    )
+    pool = _sentence_pool(seed_dir)
+    per_segment = max(1, segment_chunks // CHUNKS_PER_DOC)
+    while len(index.chunks) < chunks:
+        done = len(index.documents)
+        count = min(per_segment, (chunks - len(index.chunks)) // CHUNKS_PER_DOC)
+        if count == 0:  # (within one document of the size asked for)
+            break
+        rng = np.random.default_rng(done)  # the same documents whether the build ran at once or resumed
+        started = time.perf_counter()
+        docs, prepared = [], {}
+        for doc, spans in _documents(done, count, rng, pool):
+            vectors = rng.standard_normal((len(spans), DIM)).astype(np.float32)
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            docs.append(doc)
+            prepared[doc.id] = (spans, vectors)
+        index, _ = index.apply(docs, embedder=None, prepared=prepared)
+        index.save(folder)
+        print(
+            f"built {len(index.chunks):,} of {chunks:,} chunks ({len(index.segments)} segments) "
+            f"in {time.perf_counter() - started:.0f} s",
+            flush=True,
+        )
+
+
+CHILD = """
+import gc, json, os, sys, time
+import numpy as np
+from rag.retrieval import retrieve
+from rag.lexical import _bm25s
+from rag.store import CorpusIndex
+
+_bm25s()  # the libraries a load imports are not the index's memory
+
+def rss(kind="VmRSS"):
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) * 1024 for line in fh if line.startswith(kind + ":"))
+
+folder, queries = sys.argv[1], int(sys.argv[2])
+gc.collect()
+before, anon_before = rss(), rss("RssAnon")
+started = time.perf_counter()
+index = CorpusIndex.load(folder, verify=True)
+load_s = time.perf_counter() - started
+gc.collect()
+loaded = rss()
+rng = np.random.default_rng(7)
+times = []
+for i in range(queries):
+    vector = rng.standard_normal((1, 384)).astype(np.float32)
+    vector /= np.linalg.norm(vector)
+    words = " ".join(f"w{int(rng.zipf(1.2)) - 1:05d}" for _ in range(6)) + " troops Korea alliance"
+    t = time.perf_counter()
+    retrieve(index, words, vector, 10)
+    times.append((time.perf_counter() - t) * 1000)
+after, anon_after = rss(), rss("RssAnon")
+n = len(index.chunks)
+print(json.dumps({
+    "chunks": n, "documents": len(index.documents), "segments": len(index.segments),
+    "dense_kind": index.dense.kind, "load_s": round(load_s, 2),
+    "rss_loaded_bytes": loaded - before, "rss_after_queries_bytes": after - before,
+    "rss_bytes_per_chunk_loaded": round((loaded - before) / n), "rss_bytes_per_chunk": round((after - before) / n),
+    "anon_bytes_per_chunk": round((anon_after - anon_before) / n),
+    "file_bytes_per_chunk": round(((after - anon_after) - (before - anon_before)) / n),
+    "search_p50_ms": round(float(np.percentile(times, 50)), 2),
+    "search_p99_ms": round(float(np.percentile(times, 99)), 2),
+    "queries": queries,
+}))
+"""
+
+
+def measure(folder: Path, queries: int) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(folder), str(queries)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--chunks", type=int, default=1_000_000)
+    parser.add_argument("--segment-chunks", type=int, default=250_000)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--seeds", type=Path, default=ROOT / "seeds")
+    parser.add_argument("--folder", type=Path, default=None, help="default: eval/.cache/bytes-per-chunk/<chunks>")
+    parser.add_argument("--out", type=Path, default=None, help="append the result (JSON lines) here")
+    args = parser.parse_args(argv)
+    folder = args.folder or CACHE / str(args.chunks)
+    started = time.perf_counter()
+    build(folder, args.chunks, args.segment_chunks, args.seeds)
+    result = {**measure(folder, args.queries), "build_s": round(time.perf_counter() - started)}
+    result["commit"] = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+    ).stdout.strip()
+    print(json.dumps(result, indent=2))
+    if args.out:
+        with open(args.out, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(result) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
