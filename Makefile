@@ -17,7 +17,7 @@ LOCK_EXCLUDES := triton cuda-bindings cuda-toolkit nvidia-cudnn-cu13 nvidia-cusp
 # pip's own configuration (on this machine, a CPU build on disk).
 TORCH_INDEX ?=
 
-.PHONY: install install-all lock serve test index eval eval-quick bench bench-quick bench-scale bench-ray bench-writes \
+.PHONY: install install-all lock serve test index eval eval-quick bench bench-quick bench-scale bench-ray bench-writes bench-memory \
 	loadtest soak fuzz clean-index check-serve-install
 
 # Serving only (requirements-serve.lock): ingest, index, ask, the page. No torch. --no-deps: the lock is complete,
@@ -114,6 +114,12 @@ bench-quick: install-all
 
 bench-scale: install-all
 	$(BIN)/python eval/bench.py --scale
+
+# Resident memory per chunk, load time and retrieve latency of a synthetic index of CHUNKS chunks (IVF-SQ8 segments,
+# built once under eval/.cache/bytes-per-chunk/, resumable); eval/results/bytes-per-chunk.json.
+CHUNKS ?= 1000000
+bench-memory: install-all
+	$(BIN)/python eval/benchmark/bytes_per_chunk.py --chunks $(CHUNKS)
 
 # Ingest on Ray (1 and 2 workers) against the local path, and sharded against unsharded search; not in `make bench`.
 bench-ray: install-all

@@ -12,7 +12,7 @@ before and after, divided by the chunks), again after ``--queries`` searches (wh
 split into anonymous memory and file-backed pages, which are page cache the kernel can take back),
 the load's seconds, and ``retrieve`` p50/p99 (dense + BM25 + RRF, in process: what ``/search`` adds HTTP to).
 
-    python eval/benchmark/bytes_per_chunk.py --chunks 1000000
+    python eval/benchmark/bytes_per_chunk.py --chunks 1000000     (results: eval/results/bytes-per-chunk.json)
 """
 
 from __future__ import annotations
@@ -170,7 +170,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--seeds", type=Path, default=ROOT / "seeds")
     parser.add_argument("--folder", type=Path, default=None, help="default: eval/.cache/bytes-per-chunk/<chunks>")
-    parser.add_argument("--out", type=Path, default=None, help="append the result (JSON lines) here")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "eval" / "results" / "bytes-per-chunk.json",
+        help="results by size (this run's replaces an earlier one of the same size)",
+    )
     args = parser.parse_args(argv)
     folder = args.folder or CACHE / str(args.chunks)
     started = time.perf_counter()
@@ -180,9 +185,12 @@ def main(argv: list[str] | None = None) -> int:
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
     ).stdout.strip()
     print(json.dumps(result, indent=2))
-    if args.out:
-        with open(args.out, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(result) + "\n")
+    try:
+        runs = json.loads(args.out.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        runs = {}
+    runs[str(args.chunks)] = {**result, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    args.out.write_text(json.dumps(runs, indent=2) + "\n", encoding="utf-8")
     return 0
 
 

@@ -161,13 +161,7 @@ def run_steps(
     started = time.perf_counter()
     done_here = 0
     while step < total:
-        loss = loss_of(batches[step])
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(float(loss.detach()))
+        losses.append(optimizer_step(model, optimizer, scheduler, loss_of(batches[step])))
         step += 1
         done_here += 1
         elapsed = time.perf_counter() - started
@@ -213,3 +207,15 @@ def training_record(config: ReaderTrainConfig, data: dict, steps: Steps, recipe:
         "final_loss": round(float(np.mean(steps.losses[-50:])), 4),
     }
     return record
+
+
+def optimizer_step(model, optimizer, scheduler, loss) -> float:
+    """One step on ``loss``: backward, clip the gradient norm at 1, step the optimiser and the schedule; the loss."""
+    import torch
+
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return float(loss.detach())

@@ -171,7 +171,7 @@ def train_verifier(
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
 
-    from rag.offline.step_loop import adamw
+    from rag.offline.step_loop import adamw, optimizer_step
     from rag.reader.model import base_model_path
 
     torch.manual_seed(seed)
@@ -203,12 +203,7 @@ def train_verifier(
         )
         logits = model(**enc).logits.squeeze(-1)
         loss = loss_fn(logits, torch.tensor([float(p.label) for p in batch]))
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(float(loss.detach()))
+        losses.append(optimizer_step(model, optimizer, scheduler, loss))
         if (step + 1) % 25 == 0 or step + 1 == steps:
             elapsed = time.perf_counter() - started
             log(

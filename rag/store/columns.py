@@ -27,7 +27,30 @@ from rag.types import Chunk, Document
 SMALL = np.int32
 
 
-class ChunkTable(Sequence[Chunk]):
+class _Chunks(Sequence[Chunk]):
+    """A sequence of chunks made on read: ``self[row]`` (negative rows count from the end), ``self[a:b]``."""
+
+    __slots__ = ()
+
+    def _chunk(self, row: int) -> Chunk:  # row in range(len(self))
+        raise NotImplementedError
+
+    @overload
+    def __getitem__(self, row: int) -> Chunk: ...
+
+    @overload
+    def __getitem__(self, row: slice) -> list[Chunk]: ...
+
+    def __getitem__(self, row: int | slice) -> Chunk | list[Chunk]:
+        if isinstance(row, slice):
+            return [self._chunk(i) for i in range(*row.indices(len(self)))]
+        at = int(row) + len(self) if row < 0 else int(row)
+        if not 0 <= at < len(self):
+            raise IndexError(f"row {row} of {len(self)}")
+        return self._chunk(at)
+
+
+class ChunkTable(_Chunks):
     """The chunks of one segment (or of a view of it less deleted documents) as arrays, keys ascending.
 
     ``doc_rows[i]`` is chunk ``i``'s document as a position in ``docs``, the segment's documents as stored (a
@@ -119,15 +142,7 @@ class ChunkTable(Sequence[Chunk]):
     def __len__(self) -> int:
         return len(self.keys)
 
-    @overload
-    def __getitem__(self, row: int) -> Chunk: ...
-
-    @overload
-    def __getitem__(self, row: slice) -> list[Chunk]: ...
-
-    def __getitem__(self, row: int | slice) -> Chunk | list[Chunk]:
-        if isinstance(row, slice):
-            return [self[i] for i in range(*row.indices(len(self)))]
+    def _chunk(self, row: int) -> Chunk:
         doc = self.docs[int(self.doc_rows[row])]
         start, end = int(self.starts[row]), int(self.ends[row])
         return Chunk(int(self.keys[row]), doc.id, int(self.ordinals[row]), start, end, doc.text[start:end])
@@ -150,7 +165,7 @@ class ChunkTable(Sequence[Chunk]):
         return sum(a.nbytes for a in (self.keys, self.doc_rows, self.ordinals, self.starts, self.ends))
 
 
-class Rows(Sequence[Chunk]):
+class Rows(_Chunks):
     """A snapshot's chunks in row order over its segments' tables: row ``offsets[i] + r`` is ``tables[i][r]``."""
 
     __slots__ = ("tables", "offsets", "_total", "_keys")
@@ -164,20 +179,7 @@ class Rows(Sequence[Chunk]):
     def __len__(self) -> int:
         return self._total
 
-    @overload
-    def __getitem__(self, row: int) -> Chunk: ...
-
-    @overload
-    def __getitem__(self, row: slice) -> list[Chunk]: ...
-
-    def __getitem__(self, row: int | slice) -> Chunk | list[Chunk]:
-        if isinstance(row, slice):
-            return [self[i] for i in range(*row.indices(len(self)))]
-        row = int(row)
-        if row < 0:
-            row += self._total
-        if not 0 <= row < self._total:
-            raise IndexError(f"row {row} of {self._total}")
+    def _chunk(self, row: int) -> Chunk:
         at = bisect.bisect_right(self.offsets, row) - 1  # (the last table starting at or before it: never empty)
         return self.tables[at][row - self.offsets[at]]
 
