@@ -151,6 +151,61 @@ print(json.dumps({
 """
 
 
+PARTS = """
+import gc, json, sys
+from pathlib import Path
+import numpy as np
+from rag.dense import DenseIndex
+from rag.lexical import BM25Index, LexicalSettings, _bm25s
+from rag.store.files import doc_from_record
+
+_bm25s()
+
+def anon():
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) * 1024 for line in fh if line.startswith("RssAnon:"))
+
+seg = Path(sys.argv[1])
+manifest = json.loads((seg / "segment.json").read_text())
+n = manifest["counts"]["chunks"]
+out, at = {}, anon()
+def step(name):
+    global at
+    gc.collect()
+    now = anon()
+    out[name] = round((now - at) / n)
+    at = now
+keep = [BM25Index(LexicalSettings()).load(seg / "bm25", n)]
+step("bm25")
+info = manifest["dense_index"]
+keep.append(DenseIndex.load(seg / "dense.faiss", info["kind"], 384, info["params"]))
+step("faiss")
+with open(seg / "documents.jsonl", encoding="utf-8", newline="\\n") as fh:
+    docs = [doc_from_record(json.loads(line)) for line in fh if line.strip("\\n")]
+step("documents")
+arrays = np.load(seg / "chunks.npz")
+keep.append({k: arrays[k] for k in arrays.files})
+step("chunks_npz")
+out["text_chars_per_chunk"] = round(sum(len(d.text) for d in docs) / n)
+out["segment_chunks"] = n
+print(json.dumps(out))
+"""
+
+
+def parts(folder: Path) -> dict:
+    """Anonymous memory per chunk of each part of the index's largest segment, loaded one after another."""
+    largest = max((folder / "segments").iterdir(), key=lambda p: (p / "vectors.npy").stat().st_size)
+    out = subprocess.run(
+        [sys.executable, "-c", PARTS, str(largest)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def measure(folder: Path, queries: int) -> dict:
     out = subprocess.run(
         [sys.executable, "-c", CHILD, str(folder), str(queries)],
@@ -181,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     build(folder, args.chunks, args.segment_chunks, args.seeds)
     result = {**measure(folder, args.queries), "build_s": round(time.perf_counter() - started)}
+    result["anon_bytes_per_chunk_by_part"] = parts(folder)
     result["commit"] = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
     ).stdout.strip()
