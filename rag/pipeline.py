@@ -341,13 +341,14 @@ class QAPipeline:
         c_end: int,
     ) -> Answer:
         doc = index.documents[doc_id]
+        text = doc.text  # (read once: a stored document reads it from disk on access)
         if self.settings.context_chars:
             c_start = max(0, start - self.settings.context_chars)
-            c_end = min(len(doc.text), end + self.settings.context_chars)
-        context = doc.text[c_start:c_end]
-        s_start, s_end = sentence_around(doc.text, start, end)
+            c_end = min(len(text), end + self.settings.context_chars)
+        context = text[c_start:c_end]
+        s_start, s_end = sentence_around(text, start, end)
         return Answer(
-            text=doc.text[start:end],
+            text=text[start:end],
             score=round(score, 4),
             doc_id=doc_id,
             title=doc.title,
@@ -357,7 +358,7 @@ class QAPipeline:
             context_start=start - c_start,
             context_end=end - c_start,
             chunk_id=chunk_id,
-            sentence=doc.text[s_start:s_end],
+            sentence=text[s_start:s_end],
             sentence_start=s_start,
             sentence_end=s_end,
             page=doc.page_at(start),

@@ -77,7 +77,7 @@ def retrieve(
     if settings.fusion in ("rrf", "lexical") and index.lexical is not None:
         rows, scores = index.lexical.search(query, depth, rows=None if selection is None else selection.rows)
         lexical = {
-            index.chunks[int(row)].key: (rank, float(score))
+            index.chunks.key_at(int(row)): (rank, float(score))
             for rank, (row, score) in enumerate(zip(rows, scores, strict=True), 1)
         }
     fused: dict[int, float] = {}

@@ -155,14 +155,16 @@ def split_index(index: CorpusIndex, count: int, folder: str | Path) -> dict[str,
     for doc in index.documents.values():
         groups[shard_of(doc.id, count)].append(doc)
     rows: dict[str, list[int]] = {}
-    for row, chunk in enumerate(index.chunks):
+    spans: dict[str, list[tuple[int, int]]] = {}
+    for row, chunk in enumerate(index.chunks):  # (one pass: a chunk read by row reads its document's text)
         rows.setdefault(chunk.doc_id, []).append(row)
+        spans.setdefault(chunk.doc_id, []).append((chunk.start, chunk.end))
     for number, docs in enumerate(groups):
         prepared: dict[str, Prepared] = {}
         for doc in docs:
             doc_rows = rows.get(doc.id, [])
             prepared[doc.id] = (
-                [(index.chunks[r].start, index.chunks[r].end) for r in doc_rows],
+                spans.get(doc.id, []),
                 index.vectors_at(np.asarray(doc_rows, dtype=np.int64)),
             )
         shard, _ = empty_shard(index.settings, index.model, number).apply(docs, embedder=None, prepared=prepared)

@@ -60,6 +60,7 @@ REQUEST_PATH = [
     "rag.store.merge",
     "rag.store.search",
     "rag.store.segment",
+    "rag.store.texts",
     "rag.text",
     "rag.text_documents",
     "rag.tokenizer",

@@ -83,8 +83,9 @@ def apply(
             given.append((len(new_chunks), ready[1]))
         else:
             spans = [(s.start, s.end) for s in chunk_text(doc.text, embedder.token_offsets, index.settings.chunker)]
+        text = doc.text  # (read once: a stored document reads it from disk on access)
         for ordinal, (start, end) in enumerate(spans):
-            chunk = Chunk(key, doc.id, ordinal, start, end, doc.text[start:end])
+            chunk = Chunk(key, doc.id, ordinal, start, end, text[start:end])
             new_chunks.append(chunk)
             if ready is None:
                 texts.append(indexed_text(doc.title, chunk.text, index.settings.title_in_text))

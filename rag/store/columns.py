@@ -148,7 +148,8 @@ class ChunkTable(_Chunks):
         return Chunk(int(self.keys[row]), doc.id, int(self.ordinals[row]), start, end, doc.text[start:end])
 
     def __iter__(self) -> Iterator[Chunk]:
-        docs = self.docs
+        # A document's text is read once for its run of rows (a stored document reads it from disk on access).
+        docs, last, doc, text = self.docs, -1, None, ""
         for key, row, ordinal, start, end in zip(
             self.keys.tolist(),
             self.doc_rows.tolist(),
@@ -157,8 +158,11 @@ class ChunkTable(_Chunks):
             self.ends.tolist(),
             strict=True,
         ):
-            doc = docs[row]
-            yield Chunk(key, doc.id, ordinal, start, end, doc.text[start:end])
+            if row != last:
+                last, doc = row, docs[row]
+                text = doc.text
+            assert doc is not None
+            yield Chunk(key, doc.id, ordinal, start, end, text[start:end])
 
     def nbytes(self) -> int:
         """Bytes held by the five arrays (the documents are counted where they are kept)."""
@@ -186,6 +190,11 @@ class Rows(_Chunks):
     def __iter__(self) -> Iterator[Chunk]:
         for table in self.tables:
             yield from table
+
+    def key_at(self, row: int) -> int:
+        """Row ``row``'s chunk key, without reading the chunk's text."""
+        at = bisect.bisect_right(self.offsets, row) - 1
+        return int(self.tables[at].keys[row - self.offsets[at]])
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Sequence):

@@ -127,7 +127,7 @@ class CorpusIndex:
     def chunks_of(self, doc_id: str) -> list[Chunk]:
         for s in self.segments:
             if doc_id in s.documents:
-                return [s.chunks[int(r)] for r in s.chunks.rows_of(doc_id)]
+                return list(s.chunks.take(s.chunks.rows_of(doc_id)))  # (its text read once)
         return []
 
     def check(self) -> None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,6 @@ from rag.store.columns import ChunkTable
 from rag.store.files import (
     check_files,
     describe_files,
-    doc_from_record,
     doc_record,
     fsync_dir,
     fsync_tree,
@@ -46,6 +45,7 @@ from rag.store.files import (
     write_json,
 )
 from rag.store.search import LiveBM25, LiveDense
+from rag.store.texts import read_documents
 from rag.types import Chunk, Document, Embeddings
 
 SEGMENT_MANIFEST = "segment.json"
@@ -108,13 +108,15 @@ class Segment:
         chunks: Sequence[Chunk] | ChunkTable,
         vectors: Embeddings,
         settings: IndexSettings,
+        checksums: Mapping[str, str] | None = None,
     ) -> Segment:
-        """A new segment over ``chunks`` (keys ascending) of ``documents``, with FAISS and BM25 built."""
+        """A new segment over ``chunks`` (keys ascending) of ``documents``, with FAISS and BM25 built;
+        ``checksums``: the documents' own, when known (else computed, which reads every text)."""
         docs = {d.id: d for d in documents}
         table = chunks if isinstance(chunks, ChunkTable) else ChunkTable.from_chunks(chunks, list(docs.values()))
         return cls(
             documents=docs,
-            checksums={d.id: d.checksum for d in documents},
+            checksums=dict(checksums) if checksums is not None else {d.id: d.checksum for d in documents},
             chunks=table,
             stored_vectors=vectors,
             dense=DenseIndex.build(vectors, table.keys, kind=settings.dense_kind),
@@ -129,14 +131,13 @@ class Segment:
         documents = [d for s in segments for d in s.documents.values()]
         vectors = [s.vectors for s in segments]
         dim = vectors[0].shape[1] if vectors else 384
-        merged = cls.build(
+        return cls.build(
             documents,
             ChunkTable.joined([s.chunks for s in segments], documents),
             np.concatenate(vectors) if vectors else np.zeros((0, dim), dtype=np.float32),
             settings,
+            checksums={k: v for s in segments for k, v in s.checksums.items()},
         )
-        merged.checksums = {k: v for s in segments for k, v in s.checksums.items()}
-        return merged
 
     def with_deleted(self, doc_ids: Iterable[str]) -> Segment | None:
         """This segment less ``doc_ids`` too, as a view over the same stored arrays (nothing is rebuilt or
@@ -241,9 +242,12 @@ class Segment:
         tmp = segments_dir / f".tmp-{name}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
+        chars: dict[str, int] = {}
         with open(tmp / "documents.jsonl", "w", encoding="utf-8") as fh:
             for doc in self.documents.values():
-                fh.write(json.dumps(doc_record(doc), ensure_ascii=False) + "\n")
+                record = doc_record(doc)  # (the text read once: a stored document reads it from disk)
+                chars[doc.id] = len(record["text"])
+                fh.write(json.dumps(record, ensure_ascii=False) + "\n")
         np.savez(
             tmp / "chunks.npz",
             key=self.chunks.keys,
@@ -260,7 +264,7 @@ class Segment:
             "counts": {"documents": len(self.documents), "chunks": len(self.chunks)},
             "dense_index": {"kind": self.dense.kind, "params": self.dense.params},
             "documents": {
-                d.id: {"checksum": self.checksums[d.id], "title": d.title, "chars": len(d.text)}
+                d.id: {"checksum": self.checksums[d.id], "title": d.title, "chars": chars[d.id]}
                 for d in self.documents.values()
             },
             **describe_files(tmp),
@@ -300,11 +304,8 @@ class Segment:
         if verify:
             check_files(folder, manifest, full=verify == "full", rebuild=rebuild)
         try:
-            # Line by line (each line's buffer is freed before the next is read, not one copy of the whole file
-            # beside the parsed documents: the heap it leaves holes in stays resident). newline="\n": lines end at
-            # "\n" only; ensure_ascii=False leaves U+0085, U+2028 and U+2029 raw in the lines.
-            with open(folder / "documents.jsonl", encoding="utf-8", newline="\n") as fh:
-                docs = [doc_from_record(json.loads(line)) for line in fh if line.strip("\n")]
+            # The text stays in the file, mapped, and is read where it is needed (rag/store/texts.py).
+            docs = read_documents(folder / "documents.jsonl")
             arrays = np.load(folder / "chunks.npz", allow_pickle=False)
             # Memory-mapped: the float32 copy is read only by merges and filtered exact searches, so it costs page
             # cache, not resident memory (1,536 bytes a chunk at dim 384); the files never change once written.
