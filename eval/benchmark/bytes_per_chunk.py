@@ -157,7 +157,7 @@ from pathlib import Path
 import numpy as np
 from rag.dense import DenseIndex
 from rag.lexical import BM25Index, LexicalSettings, _bm25s
-from rag.store.files import doc_from_record
+from rag.store.texts import read_documents
 
 _bm25s()
 
@@ -180,8 +180,7 @@ step("bm25")
 info = manifest["dense_index"]
 keep.append(DenseIndex.load(seg / "dense.faiss", info["kind"], 384, info["params"]))
 step("faiss")
-with open(seg / "documents.jsonl", encoding="utf-8", newline="\\n") as fh:
-    docs = [doc_from_record(json.loads(line)) for line in fh if line.strip("\\n")]
+docs = read_documents(seg / "documents.jsonl")  # (as a segment loads them: the text left in the file)
 step("documents")
 arrays = np.load(seg / "chunks.npz")
 keep.append({k: arrays[k] for k in arrays.files})
