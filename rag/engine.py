@@ -8,7 +8,6 @@ before or after a change, never half of one. Segments are merged in a background
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import threading
 import time
@@ -26,30 +25,6 @@ from rag.store import CorpusIndex, Segment, current_generation, merge, replace_s
 from rag.types import AskResult, Document, Hit, IngestReport
 
 log = logging.getLogger("rag.engine")
-
-#: After writes, the heap's freed pages are handed back at most this often (see ``release_freed_memory``).
-TRIM_EVERY_S = 10.0
-
-
-def _malloc_trim() -> Callable[[int], int] | None:
-    try:
-        return ctypes.CDLL(None).malloc_trim  # glibc only (musl and macOS have none: nothing to do there)
-    except (OSError, AttributeError):
-        return None
-
-
-_TRIM = _malloc_trim()
-
-
-def release_freed_memory() -> bool:
-    """Give the heap's free pages back to the system (glibc ``malloc_trim``). A write and a merge build a new
-    snapshot and free the old one's parts once the requests reading it finish; the allocator keeps those pages,
-    scattered between live objects, so a long-running server's resident memory would grow with every segment
-    written again. Returns whether anything could be asked (False off glibc)."""
-    if _TRIM is None:
-        return False
-    _TRIM(0)
-    return True
 
 
 def model_record(embedder: Embedder) -> dict:
@@ -84,7 +59,6 @@ class Engine:
         self._checked_at = time.monotonic()
         self._current_problem: str | None = None  # the last unreadable CURRENT logged (each problem once)
         self._refreshing = threading.Lock()
-        self._trimmed_at = time.monotonic()
         #: Merge segments in a background thread after writes (``False``: only when ``merge_once`` is called).
         self.background_merges = True
         self._merger: threading.Thread | None = None
@@ -298,10 +272,6 @@ class Engine:
                 self._snapshot = updated
         if report.changed:
             self._schedule_merges()
-            now = time.monotonic()
-            if now - self._trimmed_at >= TRIM_EVERY_S:  # (what earlier writes and merges freed, readers done)
-                self._trimmed_at = now
-                release_freed_memory()
         return report
 
     # ------------------------------------------------------------------------------------------- merges
