@@ -191,30 +191,27 @@ print(json.dumps(out))
 """
 
 
+def _child(script: str, *args: str) -> dict:
+    """Run ``script`` in a fresh interpreter (memory counted from a clean start); its last line of output, JSON."""
+    out = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def parts(folder: Path) -> dict:
     """Anonymous memory per chunk of each part of the index's largest segment, loaded one after another."""
     largest = max((folder / "segments").iterdir(), key=lambda p: (p / "vectors.npy").stat().st_size)
-    out = subprocess.run(
-        [sys.executable, "-c", PARTS, str(largest)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        check=True,
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return _child(PARTS, str(largest))
 
 
 def measure(folder: Path, queries: int) -> dict:
-    out = subprocess.run(
-        [sys.executable, "-c", CHILD, str(folder), str(queries)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        check=True,
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return _child(CHILD, str(folder), str(queries))
 
 
 def main(argv: list[str] | None = None) -> int:
