@@ -98,6 +98,9 @@ def build(folder: Path, chunks: int, segment_chunks: int, seed_dir: Path) -> Non
             prepared[doc.id] = (spans, vectors)
         index, _ = index.apply(docs, embedder=None, prepared=prepared)
         index.save(folder)
+        # Read back from disk: the segments just written then keep their text and vectors in their files, so the
+        # builder's memory stays bounded however many segments it writes (10M chunks: some 14 GB of text).
+        index = CorpusIndex.load(folder, settings=settings, model=model, verify=False)
         print(
             f"built {len(index.chunks):,} of {chunks:,} chunks ({len(index.segments)} segments) "
             f"in {time.perf_counter() - started:.0f} s",
