@@ -96,11 +96,11 @@ def build(folder: Path, chunks: int, segment_chunks: int, seed_dir: Path) -> Non
             vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
             docs.append(doc)
             prepared[doc.id] = (spans, vectors)
-        index, _ = index.apply(docs, embedder=None, prepared=prepared)
-        index.save(folder)
-        # Read back from disk: the segments just written then keep their text and vectors in their files, so the
-        # builder's memory stays bounded however many segments it writes (10M chunks: some 14 GB of text).
-        index = CorpusIndex.load(folder, settings=settings, model=model, verify=False)
+        written, _ = index.apply(docs, embedder=None, prepared=prepared)
+        written.save(folder)
+        # Read back from disk (only the new segment: the others are reused): a segment then keeps its text and
+        # vectors in its files, so the builder's memory stays bounded (10M chunks: some 14 GB of text otherwise).
+        index = CorpusIndex.load(folder, settings=settings, model=model, verify=False, reuse=index)
         print(
             f"built {len(index.chunks):,} of {chunks:,} chunks ({len(index.segments)} segments) "
             f"in {time.perf_counter() - started:.0f} s",
