@@ -76,12 +76,13 @@ class FeedbackRecord:
 def checked_span(document: Document, start: int, end: int, what: str) -> Span:
     """The span ``[start, end)`` of ``document`` with its text and the document's checksum; ValidationError
     naming ``what`` when the offsets do not fit the document or select nothing but whitespace."""
-    n = len(document.text)
+    full = document.text  # (read once: a loaded document reads its text from its segment's file)
+    n = len(full)
     if not 0 <= start < end <= n:
         raise ValidationError(f"{what}: start {start} and end {end} must satisfy 0 <= start < end <= {n}")
     if end - start > MAX_ANSWER_CHARS:
         raise ValidationError(f"{what}: {end - start} characters; an answer is at most {MAX_ANSWER_CHARS}")
-    text = document.text[start:end]
+    text = full[start:end]
     if not text.strip():
         raise ValidationError(f"{what}: the span {start}..{end} holds only whitespace")
     return Span(document.id, start, end, text, document.checksum)
