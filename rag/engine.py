@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from rag import dense
@@ -21,7 +22,7 @@ from rag.filters import Filters
 from rag.pipeline import QAPipeline
 from rag.settings import Settings
 from rag.shards import ShardedIndex, is_sharded
-from rag.store import CorpusIndex, Segment, current_generation, merge, replace_segments, write_lock
+from rag.store import CorpusIndex, RemoteIndex, Segment, current_generation, merge, replace_segments, write_lock
 from rag.types import AskResult, Document, Hit, IngestReport
 
 log = logging.getLogger("rag.engine")
@@ -98,7 +99,11 @@ class Engine:
         """Load the live commit (``reuse``: a snapshot of this folder whose segments need not be read again)."""
         self._missing = False
         try:
-            if is_sharded(self.index_dir):  # served read-only: written by `rag ingest --shards N`
+            if self.settings.ray_address:  # shards served by Ray Serve replicas (rag serve --ray); this process routes
+                from rag.distributed.serving import connect
+
+                self._snapshot = connect(self.index_dir, self.settings, self.model)
+            elif is_sharded(self.index_dir):  # served read-only: written by `rag ingest --shards N`
                 self._snapshot = ShardedIndex.load(
                     self.index_dir, settings=self.settings.index_settings(), model=self.model
                 )
@@ -138,7 +143,7 @@ class Engine:
         the load time, without a restart and without blocking a request."""
         now = time.monotonic()
         if now - self._checked_at < REFRESH_INTERVAL_S or self._refreshing.locked() or is_sharded(self.index_dir):
-            return
+            return  # (a routed index's shards follow their own commits)
         self._checked_at = now
         try:
             latest = current_generation(self.index_dir)
@@ -249,7 +254,12 @@ class Engine:
 
         The index folder's write lock is held from reading the latest commit to switching ``CURRENT``: another
         process (a second service worker, a `rag ingest`) that committed since this engine loaded its snapshot
-        is read first, so its documents are kept, and two writers never pick the same generation."""
+        is read first, so its documents are kept, and two writers never pick the same generation.
+
+        A routed index (``rag serve --ray``) sends each document to the shard that owns it, which writes it so."""
+        if isinstance(routed := self._snapshot, RemoteIndex):
+            report = routed.write(upserts, deletes)
+            return replace(report, skipped=tuple(skipped) + report.skipped)
         with self._write_lock, write_lock(self.index_dir):
             if fresh:
                 empty = CorpusIndex.empty(self.settings.index_settings(), self.model)
@@ -307,7 +317,7 @@ class Engine:
         latest commit and to commit the swap, so reads never wait and writes wait for one small commit. A segment
         that lost documents meanwhile also calls the merge off (merged, they would come back)."""
         snap = self._snapshot
-        if snap is None or isinstance(snap, ShardedIndex):
+        if snap is None or isinstance(snap, ShardedIndex | RemoteIndex):
             return False
         run = policy([s.size for s in snap.segments], [s.dead for s in snap.segments])
         if run is None:

@@ -9,6 +9,7 @@
     ├── IndexCorrupt         an index folder whose files do not match its manifest
     ├── ReadOnlyIndex        a write to an index served read-only (a sharded index)
     ├── IndexBusy            another writer held the index's write lock for too long
+    ├── ShardsUnavailable    no replica of a shard served elsewhere answered (rag serve --ray)
     └── ModelError           a model could not be loaded
 
 The service maps these to HTTP status codes at its edge; library code never raises HTTP errors.
@@ -26,6 +27,7 @@ __all__ = [
     "ModelError",
     "RagError",
     "ReadOnlyIndex",
+    "ShardsUnavailable",
     "ValidationError",
 ]
 
@@ -69,6 +71,10 @@ class ReadOnlyIndex(RagError):
 
 class IndexBusy(RagError):
     """Another process held the index's write lock for longer than a writer waits."""
+
+
+class ShardsUnavailable(RagError):
+    """No replica of a shard served by other processes answered (rag serve --ray)."""
 
 
 class ModelError(RagError):

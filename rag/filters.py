@@ -9,6 +9,7 @@ filter and keeps them on the snapshot, which never changes.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import threading
 import types
@@ -22,7 +23,7 @@ import numpy.typing as npt
 from rag.dates import filter_date, parse_date
 from rag.dense import KeySet
 from rag.errors import ValidationError
-from rag.store import CorpusIndex
+from rag.store import CorpusIndex, RemoteIndex
 from rag.types import Document
 
 #: Selections kept per snapshot (each holds two int64 arrays of its chunks); the oldest goes first.
@@ -204,6 +205,20 @@ def select_documents(index: CorpusIndex, filters: Filters | None) -> list[Docume
     if filters is None or filters.is_empty:
         return list(index.documents.values())
     return [index.documents[doc_id] for doc_id in select(index, filters).documents]
+
+
+def document_page(
+    index: CorpusIndex, filters: Filters | None, cursor: str | None, limit: int
+) -> tuple[int, list[tuple[Document, int]], bool]:
+    """How many documents ``filters`` keeps; the first ``limit`` of them after ``cursor`` in id order, each with
+    its chunk count; and whether more follow. A remote index asks its shards."""
+    if isinstance(index, RemoteIndex):
+        count, items = index.document_page(filters, cursor, limit + 1)
+        return count, items[:limit], len(items) > limit
+    ids = sorted(d.id for d in select_documents(index, filters))  # the documents, never a walk over every chunk
+    start = bisect.bisect_right(ids, cursor) if cursor else 0
+    page = ids[start : start + limit]
+    return len(ids), [(index.documents[i], len(index.chunks_of(i))) for i in page], start + limit < len(ids)
 
 
 def _matching(index: CorpusIndex, table: _Table, filters: Filters) -> npt.NDArray[np.bool_]:

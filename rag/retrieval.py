@@ -15,7 +15,9 @@ import numpy.typing as npt
 from rag.dense import EXACT_ROWS, exact_search
 from rag.errors import ValidationError
 from rag.filters import Filters, Selection, select
-from rag.store import CorpusIndex
+from rag.store import CorpusIndex, RemoteIndex
+from rag.store.remote import Ranked
+from rag.store.search import TermStats, as_multi
 from rag.types import Embeddings, Hit
 
 FUSIONS = ("rrf", "dense", "lexical")
@@ -49,6 +51,10 @@ class RetrievalSettings:
         return asdict(self)
 
 
+#: No candidates (an empty filter, or a retriever the fusion does not use).
+NOTHING: Ranked = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
+
+
 def retrieve(
     index: CorpusIndex,
     query: str,
@@ -58,28 +64,23 @@ def retrieve(
     filters: Filters | None = None,
 ) -> list[Hit]:
     """The ``k`` best chunks for a query whose embedding is ``query_vector`` (shape (1, dim)); with
-    ``filters``, the ``k`` best among the kept documents' chunks (each retriever searches only those)."""
+    ``filters``, the ``k`` best among the kept documents' chunks (each retriever searches only those). A remote
+    index (shards in other processes) gathers the candidates and reads the chunks through its shards."""
     if not index.chunks:
         return []
-    selection = None
-    if filters is not None and not filters.is_empty:
-        selection = select(index, filters)
-        if not len(selection.rows):
-            return []
-        if selection.everything:
-            selection = None  # the unfiltered search, at its speed
     depth = max(k, settings.depth)
-    dense: dict[int, tuple[int, float]] = {}
-    lexical: dict[int, tuple[int, float]] = {}
-    if settings.fusion in ("rrf", "dense") and index.dense is not None:
-        keys, scores = _dense_search(index, query_vector, depth, selection)
-        dense = {int(key): (rank, float(score)) for rank, (key, score) in enumerate(zip(keys, scores, strict=True), 1)}
-    if settings.fusion in ("rrf", "lexical") and index.lexical is not None:
-        rows, scores = index.lexical.search(query, depth, rows=None if selection is None else selection.rows)
-        lexical = {
-            index.chunks.key_at(int(row)): (rank, float(score))
-            for rank, (row, score) in enumerate(zip(rows, scores, strict=True), 1)
-        }
+    if isinstance(index, RemoteIndex):
+        (dense_keys, dense_scores), (lexical_keys, lexical_scores) = index.candidates(
+            query, query_vector, depth, settings.fusion, filters
+        )
+    else:
+        (dense_keys, dense_scores), (lexical_keys, lexical_scores) = candidates(
+            index, query, query_vector, depth, settings.fusion, filters
+        )
+    dense = {int(key): (rank, float(s)) for rank, (key, s) in enumerate(zip(dense_keys, dense_scores, strict=True), 1)}
+    lexical = {
+        int(key): (rank, float(s)) for rank, (key, s) in enumerate(zip(lexical_keys, lexical_scores, strict=True), 1)
+    }
     fused: dict[int, float] = {}
     for key, (rank, _) in dense.items():
         fused[key] = fused.get(key, 0.0) + settings.dense_weight / (settings.rrf_k + rank)
@@ -90,12 +91,15 @@ def retrieve(
     elif settings.fusion == "lexical":
         fused = {key: score for key, (_, score) in lexical.items()}
     order = sorted(fused, key=lambda key: (-fused[key], key))[:k]
+    chunks = index.chunks_at(order) if isinstance(index, RemoteIndex) else [index.chunk(key) for key in order]
     hits = []
-    for key in order:
+    for key, chunk in zip(order, chunks, strict=True):
+        if chunk is None:  # (a remote index's chunk deleted between the search and the read)
+            continue
         d, lx = dense.get(key), lexical.get(key)
         hits.append(
             Hit(
-                chunk=index.chunk(key),
+                chunk=chunk,
                 score=float(np.float32(fused[key])),
                 dense_score=d[1] if d else None,
                 lexical_score=lx[1] if lx else None,
@@ -104,6 +108,43 @@ def retrieve(
             )
         )
     return hits
+
+
+def candidates(
+    index: CorpusIndex,
+    query: str,
+    query_vector: Embeddings | None,
+    depth: int,
+    fusion: str = "rrf",
+    filters: Filters | None = None,
+    *,
+    lexical_stats: TermStats | None = None,
+) -> tuple[Ranked, Ranked]:
+    """Each retriever's best ``depth`` chunk keys and scores (the dense one's, the lexical one's) for the fusion
+    ``fusion`` asks for; ``lexical_stats``: BM25 with these statistics (a sharded index's, summed by a router)."""
+    selection = None
+    if filters is not None and not filters.is_empty:
+        selection = select(index, filters)
+        if not len(selection.rows):
+            return NOTHING, NOTHING
+        if selection.everything:
+            selection = None  # the unfiltered search, at its speed
+    dense, lexical = NOTHING, NOTHING
+    if fusion in ("rrf", "dense") and index.dense is not None and len(index.chunks):
+        if query_vector is None:
+            raise ValidationError("a dense search needs the query's vector")
+        dense = _dense_search(index, query_vector, depth, selection)
+    if fusion in ("rrf", "lexical") and index.lexical is not None and len(index.chunks):
+        bm25 = as_multi(index.lexical) if lexical_stats is not None else index.lexical
+        rows = None if selection is None else selection.rows
+        found, scores = (
+            bm25.search(query, depth, rows=rows, stats=lexical_stats)  # type: ignore[call-arg]
+            if lexical_stats is not None
+            else bm25.search(query, depth, rows=rows)
+        )
+        keys = np.array([index.chunks.key_at(int(row)) for row in found], dtype=np.int64)
+        lexical = (keys, np.asarray(scores, dtype=np.float32))
+    return dense, lexical
 
 
 def _dense_search(

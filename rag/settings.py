@@ -21,6 +21,11 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RAG_", env_file=".env", extra="ignore")
 
     index_dir: Path = Field(Path("index"), description="Folder of the index the service serves")
+    ray_address: str | None = Field(
+        None,
+        description="Ray cluster whose Serve deployments serve the sharded index's shards (`rag serve --ray`; "
+        "'auto': the one this machine runs); unset: the index is read in this process",
+    )
     host: str = Field("127.0.0.1", description="Address `rag serve` binds")
     port: int = Field(8000, ge=1, le=65535, description="Port `rag serve` listens on")
     api_key: SecretStr | None = Field(None, description="Bearer key required for POST/DELETE /documents")

@@ -20,6 +20,7 @@ from rag.errors import (
     IndexNotFound,
     RagError,
     ReadOnlyIndex,
+    ShardsUnavailable,
     ValidationError,
 )
 from rag.feedback import FeedbackFull
@@ -118,6 +119,8 @@ def install(app: FastAPI) -> None:
             return error_response(409, str(exc), "read_only_index")
         if isinstance(exc, IndexBusy):
             return error_response(503, str(exc), "index_busy", headers={"Retry-After": "5"})
+        if isinstance(exc, ShardsUnavailable):
+            return error_response(503, str(exc), "shards_unavailable", headers={"Retry-After": "2"})
         if isinstance(exc, FeedbackFull):
             return error_response(507, str(exc), "feedback_full")
         if isinstance(exc, IndexNotFound | IndexCorrupt | IndexMismatch):

@@ -6,6 +6,7 @@
 - ``index``: ``CorpusIndex``, one snapshot over a commit's segments, searched as one (its invariants are in its
   docstring); ``apply`` (``changes``: the write planner), ``save``, ``load`` (``loading``: the three formats read).
 - ``search``: dense and BM25 search over several segments (or shards) with whole-index statistics.
+- ``remote``: ``RemoteIndex``, a snapshot whose shards are served by other processes (rag/distributed/routing.py).
 - ``merge``: the policy that picks adjacent segments to write again as one.
 - ``files``: checksums, fsync, document records.
 """
@@ -15,6 +16,7 @@ from rag.store.commit import CURRENT, KEEP_GENERATIONS, LOCK_FILE, SEGMENTS, rea
 from rag.store.files import check_files, sha256
 from rag.store.index import CorpusIndex, replace_segments
 from rag.store.loading import FORMAT_VERSION, current_generation, index_exists, stored_checksums
+from rag.store.remote import RemoteIndex
 from rag.store.segment import IndexSettings, Segment, indexed_text
 
 __all__ = [
@@ -28,6 +30,7 @@ __all__ = [
     "IndexSettings",
     "Prepared",
     "Progress",
+    "RemoteIndex",
     "Segment",
     "check_files",
     "current_generation",

@@ -14,6 +14,7 @@ term's counts, so the whole index's statistics, and hence the scores, are those 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,38 @@ from rag.dense import DenseIndex, KeySet
 from rag.errors import ReadOnlyIndex
 from rag.lexical import BM25Index, LexicalSettings, lucene_idf, top_rows
 from rag.types import Embeddings
+
+
+@dataclass(frozen=True, slots=True)
+class TermStats:
+    """What one BM25 score needs from the whole index: its chunk count, their total length, and the document
+    frequency of each query term. Shards' stats add up to the stats of one index over all their chunks."""
+
+    size: int
+    total_length: float
+    frequency: dict[str, int]
+
+    def __add__(self, other: TermStats) -> TermStats:
+        terms = self.frequency.keys() | other.frequency.keys()
+        return TermStats(
+            self.size + other.size,
+            self.total_length + other.total_length,
+            {t: self.frequency.get(t, 0) + other.frequency.get(t, 0) for t in sorted(terms)},
+        )
+
+    @property
+    def average_length(self) -> float:
+        return max(self.total_length / self.size, 1e-9) if self.size else 1e-9
+
+    def idf(self) -> dict[str, float]:
+        return {t: lucene_idf(n, self.size) for t, n in self.frequency.items()}
+
+
+def as_multi(lexical: BM25Index) -> MultiBM25:
+    """``lexical`` as a ``MultiBM25`` (one part when it is a single segment's), so it takes outside stats."""
+    if isinstance(lexical, MultiBM25):
+        return lexical
+    return MultiBM25([lexical], [0], settings=lexical.settings)
 
 
 class LiveDense(DenseIndex):
@@ -151,16 +184,32 @@ class MultiBM25(BM25Index):
         self.global_stats = global_stats
         self.total_length = float(sum(float(p.lengths.sum()) for p in self.parts))
 
-    def search(self, query: str, k: int, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def term_stats(self, query: str) -> TermStats:
+        """This index's share of the statistics a BM25 score of ``query`` needs (summed over shards by a router)."""
+        terms = set(self.tokenize(query))
+        return TermStats(
+            size=self.size,
+            total_length=self.total_length,
+            frequency={t: sum(len(p.frequencies(t)[0]) for p in self.parts) for t in sorted(terms)},
+        )
+
+    def search(
+        self, query: str, k: int, rows: np.ndarray | None = None, *, stats: TermStats | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The best ``k`` rows for ``query``; ``stats``: score with these statistics (a whole sharded index's,
+        summed by a router) instead of this index's own."""
         tokens = self.tokenize(query)
         if self.size == 0 or not tokens or (rows is not None and not len(rows)):
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         k1, b = self.settings.k1, self.settings.b
-        avg = max(self.total_length / self.size, 1e-9)
         terms = set(tokens)
-        if self.global_stats:
+        if self.global_stats or stats is not None:
             counts = {t: [p.frequencies(t) for p in self.parts] for t in terms}
-            idf = {t: lucene_idf(sum(len(r) for r, _ in ps), self.size) for t, ps in counts.items()}
+            if stats is None:
+                stats = TermStats(
+                    self.size, self.total_length, {t: sum(len(r) for r, _ in ps) for t, ps in counts.items()}
+                )
+            idf, avg = stats.idf(), stats.average_length
         else:
             counts = {t: [p.postings(t) for p in self.parts] for t in terms}
         # Each part scores its own rows and keeps its top k (what a shard server would do); the global top k is
@@ -175,7 +224,7 @@ class MultiBM25(BM25Index):
                 hit_rows, values = counts[term][i]
                 if not len(hit_rows):
                     continue
-                if self.global_stats:
+                if self.global_stats or stats is not None:
                     norm = k1 * (1 - b + b * part.lengths[hit_rows] / avg)
                     scores[hit_rows] += (idf[term] * values / (values + norm)).astype(np.float32)
                 else:

@@ -6,7 +6,6 @@ two routes on one path, told apart by the request's content type, documented as 
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Sequence
 from pathlib import PurePath
 from typing import Annotated, Any
@@ -19,7 +18,7 @@ from starlette.types import Scope
 from rag.document_ids import MAX_ID_LENGTH, check_document_id
 from rag.engine import Engine
 from rag.errors import LoadError
-from rag.filters import select_documents
+from rag.filters import document_page
 from rag.loaders import SUPPORTED_SUFFIXES, load_uploads, unsupported_type
 from rag.records import document_from_record
 from rag.types import Document, IngestReport
@@ -69,13 +68,9 @@ def list_documents(
         Query(max_length=MAX_ID_LENGTH, description="next_cursor of the previous page (documents are in id order)"),
     ] = None,
 ) -> DocumentList:
-    snap = engine.snapshot
-    ids = sorted(d.id for d in select_documents(snap, filters))  # the documents, never a walk over every chunk
-    start = bisect.bisect_right(ids, cursor) if cursor else 0
-    page = ids[start : start + limit]
-    docs = [DocumentSummary.of(snap.documents[i], len(snap.chunks_of(i))) for i in page]
-    more = start + limit < len(ids)
-    return DocumentList(count=len(ids), documents=docs, next_cursor=page[-1] if more and page else None)
+    count, page, more = document_page(engine.snapshot, filters, cursor, limit)
+    docs = [DocumentSummary.of(doc, chunks) for doc, chunks in page]
+    return DocumentList(count=count, documents=docs, next_cursor=page[-1][0].id if more and page else None)
 
 
 @router.get("/{doc_id:path}", response_model=DocumentOut, responses=_ERRORS, summary="One document with its text")
