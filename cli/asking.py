@@ -220,21 +220,42 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port [default: 8000]")] = None,
     reader: ReaderOpt = None,
     workers: Annotated[int, typer.Option(help="uvicorn worker processes (each loads the models)")] = 1,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="ADDRESS",
+            help="Serve a sharded index's shards as Ray Serve deployments on the Ray cluster at ADDRESS ('auto': "
+            "the one `ray start` runs on this machine); this process routes (needs the ray extra)",
+        ),
+    ] = None,
+    replicas: Annotated[int, typer.Option(min=1, max=64, help="With --ray: replicas of each shard")] = 2,
+    replica_cpus: Annotated[float, typer.Option(min=0.0, help="With --ray: Ray CPUs each replica reserves")] = 0.5,
 ) -> None:
     """Serve the HTTP API, the OpenAPI docs (/docs) and the web page (/)."""
     import os
 
     import uvicorn
 
-    settings = _settings(index, reader, host=host, port=port)
+    settings = _settings(index, reader, host=host, port=port, ray_address=ray)
     if (refusal := settings.open_writes_refusal()) is not None:
         err.print(f"[red]error:[/red] {escape(refusal)}")
         raise typer.Exit(EXIT_USAGE)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # its CPU-feature probing reads like an error
+    if settings.ray_address:
+        from rag.distributed.serving import connect_ray, deploy
+
+        try:
+            connect_ray(settings.ray_address)
+            count = deploy(settings.index_dir, settings, replicas=replicas, cpus=replica_cpus)
+        except RagError as exc:
+            raise _fail(exc) from None
+        err.print(f"{count} shards x {replicas} replicas serving on Ray at {settings.ray_address}")
+        os.environ["RAG_RAY_ADDRESS"] = settings.ray_address
     # Workers are separate processes: pass the choices on through the environment the settings read.
     os.environ["RAG_INDEX_DIR"] = str(settings.index_dir)
     os.environ["RAG_READER"] = settings.reader
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # its CPU-feature probing reads like an error
     uvicorn.run(
         "service.main:app_factory",
         factory=True,

@@ -14,8 +14,10 @@ commit to, and follow, the same folder.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,6 +98,16 @@ class ServeCall:
         self.response = getattr(self.handle, self.method).remote(*self.args)
 
     def result(self) -> Any:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return self._result()
+        # On an event loop's thread (a service's start-up, an async route), where Serve refuses to block: wait in
+        # a worker thread.
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(self._result).result()
+
+    def _result(self) -> Any:
         from ray.exceptions import ActorUnavailableError, RayActorError
 
         for attempt in range(RETRIES + 1):
