@@ -143,22 +143,22 @@ def agreement(one: str, routed: str, questions: list[str]) -> dict[str, Any]:
     same, differ = 0, []
     times: dict[str, list[float]] = {"ask_one": [], "ask_routed": [], "search_one": [], "search_routed": []}
 
-    def timed(name: str, call: Any) -> httpx.Response:
+    def timed(name: str, call: Any, *args: Any, **kwargs: Any) -> httpx.Response:
         started = time.perf_counter()
-        reply = call()
+        reply = call(*args, **kwargs)
         times[name].append((time.perf_counter() - started) * 1000)
         return reply
 
     with httpx.Client(timeout=120) as client:
         for question in questions:
-            a = timed("ask_one", lambda: client.post(one + "/ask", json={"question": question}))
-            b = timed("ask_routed", lambda: client.post(routed + "/ask", json={"question": question}))
+            a = timed("ask_one", client.post, one + "/ask", json={"question": question})
+            b = timed("ask_routed", client.post, routed + "/ask", json={"question": question})
             if a.status_code == b.status_code == 200 and _comparable(a.json()) == _comparable(b.json()):
                 same += 1
             else:
                 differ.append({"question": question, "status": [a.status_code, b.status_code]})
             for name, url in (("search_one", one), ("search_routed", routed)):
-                timed(name, lambda url=url: client.get(url + "/search", params={"q": question, "k": 10}))
+                timed(name, client.get, url + "/search", params={"q": question, "k": 10})
     p50 = {f"{name}_p50_ms": round(statistics.median(values), 1) for name, values in times.items() if values}
     return {
         "questions": len(questions),
