@@ -17,7 +17,7 @@ LOCK_EXCLUDES := triton cuda-bindings cuda-toolkit nvidia-cudnn-cu13 nvidia-cusp
 # pip's own configuration (on this machine, a CPU build on disk).
 TORCH_INDEX ?=
 
-.PHONY: install install-all lock serve test index eval eval-quick bench bench-quick bench-scale bench-ray bench-writes bench-memory \
+.PHONY: install install-all lock serve test index eval eval-quick bench bench-quick bench-scale bench-ray bench-ray-serve bench-writes bench-memory \
 	loadtest soak fuzz clean-index check-serve-install
 
 # Serving only (requirements-serve.lock): ingest, index, ask, the page. No torch. --no-deps: the lock is complete,
@@ -112,14 +112,25 @@ bench-writes: install-all
 bench-quick: install-all
 	$(BIN)/python eval/bench.py --quick --shared $(SHARED)
 
+# The dense index at 1M-10M vectors (bench.json "scale"), then the whole index at each of SCALE_CHUNKS chunks
+# (bench-memory: resident memory per chunk, load time, retrieve and /search p50/p99; 10M: about 32 GB of files
+# under eval/.cache/, some 40 minutes to build on 2 cores, resumable).
+SCALE_CHUNKS ?= 1000000 10000000
 bench-scale: install-all
 	$(BIN)/python eval/bench.py --scale
+	for n in $(SCALE_CHUNKS); do $(BIN)/python eval/benchmark/bytes_per_chunk.py --chunks $$n || exit 1; done
 
-# Resident memory per chunk, load time and retrieve latency of a synthetic index of CHUNKS chunks (IVF-SQ8 segments,
-# built once under eval/.cache/bytes-per-chunk/, resumable); eval/results/bytes-per-chunk.json.
+# Resident memory per chunk, load time, retrieve latency in process and /search latency of `rag serve`, on a
+# synthetic index of CHUNKS chunks (IVF-SQ8 segments, built once under eval/.cache/bytes-per-chunk/, resumable);
+# eval/results/bytes-per-chunk.json, and rss_bytes_per_chunk_1m / _10m in eval/results/bench.json.
 CHUNKS ?= 1000000
 bench-memory: install-all
 	$(BIN)/python eval/benchmark/bytes_per_chunk.py --chunks $(CHUNKS)
+
+# The sharded index on Ray Serve as a local cluster (a head and 2 worker nodes, 2 shards x 2 replicas) against
+# one process: agreement, a replica killed under load, write visibility; eval/results/ray-serve.json.
+bench-ray-serve: install-all
+	$(BIN)/python eval/ray_serve_check.py
 
 # Ingest on Ray (1 and 2 workers) against the local path, and sharded against unsharded search; not in `make bench`.
 bench-ray: install-all

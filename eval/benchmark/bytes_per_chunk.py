@@ -296,7 +296,15 @@ def main(argv: list[str] | None = None) -> int:
         default=ROOT / "eval" / "results" / "bytes-per-chunk.json",
         help="results by size (this run's replaces an earlier one of the same size)",
     )
+    parser.add_argument(
+        "--bench-json",
+        type=Path,
+        default=ROOT / "eval" / "results" / "bench.json",
+        help="where rss_bytes_per_chunk_1m / _10m go (1M and 10M runs only; '' for nowhere)",
+    )
     args = parser.parse_args(argv)
+    if args.bench_json == Path(""):
+        args.bench_json = None
     folder = args.folder or CACHE / str(args.chunks)
     started = time.perf_counter()
     build(folder, args.chunks, args.segment_chunks, args.seeds)
@@ -314,6 +322,16 @@ def main(argv: list[str] | None = None) -> int:
         runs = {}
     runs[str(args.chunks)] = {**result, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     args.out.write_text(json.dumps(runs, indent=2) + "\n", encoding="utf-8")
+    name = {1_000_000: "1m", 10_000_000: "10m"}.get(args.chunks)
+    if name and args.bench_json:
+        bench = json.loads(args.bench_json.read_text(encoding="utf-8")) if args.bench_json.is_file() else {}
+        bench[f"rss_bytes_per_chunk_{name}"] = result["rss_bytes_per_chunk"]
+        bench.setdefault("memory_per_chunk", {})[name] = {
+            k: result[k]
+            for k in ("chunks", "rss_bytes_per_chunk_loaded", "rss_bytes_per_chunk", "load_s", "commit")
+            if k in result
+        } | {k: v for k, v in result.get("service", {}).items() if k.startswith(("search_http", "ready"))}
+        args.bench_json.write_text(json.dumps(bench, indent=2) + "\n", encoding="utf-8")
     return 0
 
 
