@@ -58,6 +58,7 @@ REQUEST_PATH = [
     "rag.store.index",
     "rag.store.loading",
     "rag.store.merge",
+    "rag.store.remote",
     "rag.store.search",
     "rag.store.segment",
     "rag.store.texts",
