@@ -179,6 +179,26 @@ def _replicas(app: str) -> list[Any]:
     ]
 
 
+def _rss_mib(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            return round(next(int(line.split()[1]) for line in fh if line.startswith("VmRSS:")) / 1024, 1)
+    except (OSError, StopIteration):
+        return None
+
+
+def memory(one: Service, routed: Service, shards: int) -> dict[str, Any]:
+    """Resident memory (MiB) of the one-process service, the router, and each shard replica (all on this machine)."""
+    from rag.distributed.serving import APP
+
+    replicas = {APP.format(n): [_rss_mib(a.pid) for a in _replicas(APP.format(n))] for n in range(shards)}
+    return {
+        "one_process_mib": _rss_mib(one.process.pid),
+        "router_mib": _rss_mib(routed.process.pid),
+        "replicas_mib": replicas,
+    }
+
+
 def kill_under_load(url: str, questions: list[str], clients: int, replicas: int, seconds: float) -> dict[str, Any]:
     import ray
 
@@ -326,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         ready = {"one_process_s": round(one.wait(), 1), "routed_s": round(routed.wait(), 1)}
         print(f"ready {ready}", flush=True)
         agree = agreement(one.url, routed.url, questions)
+        rss = memory(one, routed, args.shards)
         print(f"agreement {agree['agreement']} ({agree['agree']}/{agree['questions']})", flush=True)
         killed = kill_under_load(routed.url, questions, args.clients, args.replicas, args.load_seconds)
         print(f"kill {killed}", flush=True)
@@ -342,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         "cluster": {"head": 1, "worker_nodes": args.nodes, "shards": args.shards, "replicas_per_shard": args.replicas},
         "startup": ready,
         "agreement_detail": agree,
+        "memory_after_agreement": rss,
         "replica_killed_under_load": killed,
         "write_visibility": visible,
         "commit": subprocess.run(
