@@ -83,7 +83,8 @@ def start_ray(options: RayOptions) -> float:
             ray.init(address=options.address, log_to_driver=False)
         else:
             cpus = options.num_cpus or max(1, int(round(options.workers * options.cpus_per_worker)))
-            ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+            # "local": a Ray of its own, even where `ray start` runs one on this machine (join that: --address auto)
+            ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False)
     import ray.data
 
     context = ray.data.DataContext.get_current()
