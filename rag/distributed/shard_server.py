@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rag.engine import Engine
@@ -48,16 +48,9 @@ class ShardInfo:
 
 
 def plain(doc: Document) -> Document:
-    """A document with its text in memory (a stored one reads it from a file that only this machine has)."""
-    return Document(
-        id=doc.id,
-        title=doc.title,
-        text=doc.text,
-        url=doc.url,
-        published=doc.published,
-        meta=dict(doc.meta),
-        source=doc.source,
-    )
+    """A document with its text in memory (a stored one reads it from a file that only this machine has; its
+    copy is a plain ``Document``, rag/store/texts.py)."""
+    return replace(doc)
 
 
 class ShardServer:
