@@ -17,7 +17,7 @@ from pathlib import Path
 
 from rag import dense
 from rag.embedding import Embedder, model_checksum
-from rag.errors import IndexNotFound, RagError
+from rag.errors import IndexNotFound, RagError, ReadOnlyIndex
 from rag.filters import Filters
 from rag.pipeline import QAPipeline
 from rag.settings import Settings
@@ -258,6 +258,8 @@ class Engine:
 
         A routed index (``rag serve --ray``) sends each document to the shard that owns it, which writes it so."""
         if isinstance(routed := self._snapshot, RemoteIndex):
+            if fresh:
+                raise ReadOnlyIndex("a routed index is rebuilt shard by shard: rag ingest ... --shards N --rebuild")
             report = routed.write(upserts, deletes)
             return replace(report, skipped=tuple(skipped) + report.skipped)
         with self._write_lock, write_lock(self.index_dir):

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from rag.distributed.routing import LocalShard, RoutedIndex, merge_ranked
 from rag.distributed.shard_server import ShardServer
 from rag.engine import Engine, model_record
+from rag.errors import ReadOnlyIndex
 from rag.filters import Filters
 from rag.pipeline import QAPipeline
 from rag.retrieval import RetrievalSettings, retrieve
@@ -172,3 +173,15 @@ def test_a_routed_write_goes_to_the_owner_shard_and_keeps_the_folder_one_sharded
     again = ShardedIndex.load(tmp_path / "s")  # the top manifest lists every shard's new commit
     assert "new-0" in again.documents and "rail" not in again.documents
     assert len(routed.documents) == len(again.documents) and len(routed.chunks) == len(again.chunks)
+
+
+def test_an_engine_over_a_routed_index_writes_through_it_and_refuses_a_rebuild(corpus, tmp_path, embedder):
+    split_index(corpus, COUNT, tmp_path / "s")
+    engine = Engine(make_settings(tmp_path / "s"), embedder)
+    engine._snapshot = _routed(tmp_path / "s", embedder)
+    doc = Document(id="owl", title="Owls", text="The barn owl hunts at night over open fields.")
+    report = engine.upsert([doc], skipped=[("notes.bin", "unsupported type")])
+    assert report.added == ("owl",) and report.skipped == (("notes.bin", "unsupported type"),)
+    assert engine.snapshot.get("owl").title == "Owls"
+    with pytest.raises(ReadOnlyIndex, match="shard by shard"):
+        engine.write([doc], (), fresh=True)
