@@ -267,7 +267,7 @@ class Engine:
                 empty = CorpusIndex.empty(self.settings.index_settings(), self.model)
                 updated, report = empty.apply(upserts, (), embedder=self.embedder, progress=progress, skipped=skipped)
                 updated.save(self.index_dir, locked=True)
-                self._snapshot, self.load_error, self._missing = self._read_back(updated), None, False
+                self._snapshot, self.load_error, self._missing = updated, None, False
                 return report
             latest = current_generation(self.index_dir)
             if latest is None and self._snapshot is None and self._missing:
@@ -281,21 +281,10 @@ class Engine:
             updated, report = base.apply(upserts, deletes, embedder=self.embedder, progress=progress, skipped=skipped)
             if report.changed:
                 updated.save(self.index_dir, locked=True)
-                self._snapshot = self._read_back(updated)
+                self._snapshot = updated
         if report.changed:
             self._schedule_merges()
         return report
-
-    def _read_back(self, saved: CorpusIndex) -> CorpusIndex:
-        """The commit just saved, read from its files (every segment it shares with ``saved`` reused): a segment
-        kept as built holds its documents' text in memory, where a loaded one leaves it in its file."""
-        try:
-            return CorpusIndex.load(
-                self.index_dir, settings=self.settings.index_settings(), model=self.model, reuse=saved
-            )
-        except RagError as exc:  # (committed all the same: serve what was built)
-            log.warning("the commit just written could not be read back; serving it as built: %s", exc)
-            return saved
 
     # ------------------------------------------------------------------------------------------- merges
 
@@ -354,7 +343,7 @@ class Engine:
                 return False  # a write rewrote one of them meanwhile: the policy will pick again
             updated = replace_segments(base, base.segments[:at] + [joined] + base.segments[at + len(names) :])
             updated.save(self.index_dir, locked=True)
-            self._snapshot = self._read_back(updated)
+            self._snapshot = updated
         log.info(
             "merged %d segments (%d chunks) into one in %.2f s", len(names), joined.size, time.perf_counter() - started
         )

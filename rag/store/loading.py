@@ -95,8 +95,7 @@ def read_commit(
         return Commit(manifest, stored, segments)
     known = {}
     if not relex and reuse_settings == stored:
-        # (a segment written by this process is read back: one loaded leaves its text and vectors in its files)
-        known = {s.name: s for s in reuse if s.stored_in(folder / SEGMENTS) and not s.held}
+        known = {s.name: s for s in reuse if s.stored_in(folder / SEGMENTS)}
     segments = []
     for entry in manifest["segments"]:
         path = folder / SEGMENTS / entry["name"]

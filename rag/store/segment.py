@@ -95,14 +95,6 @@ class Segment:
     deleted: frozenset[str] = frozenset()  # documents deleted from it since it was written (tombstones)
     base: Segment | None = None  # the segment as written, when this is a view of it less ``deleted``
     live_rows: npt.NDArray[np.int64] | None = None
-    #: Built in this process and written (not read from its files): it holds its documents' text and its vectors
-    #: in memory, where one read from disk leaves them in its files (a snapshot reads it back: ``held``).
-    built_here: bool = False
-
-    @property
-    def held(self) -> bool:
-        """Whether this segment (or the one it views) holds in memory what a loaded one leaves on disk."""
-        return (self.base or self).built_here
 
     @property
     def keys(self) -> npt.NDArray[np.int64]:
@@ -247,7 +239,6 @@ class Segment:
             self.name, self.home, self.digest = self.base.name, self.base.home, self.base.digest
             return self.entry()
         segments_dir.mkdir(parents=True, exist_ok=True)
-        self.built_here = True
         tmp = segments_dir / f".tmp-{name}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
