@@ -185,3 +185,18 @@ def test_an_engine_over_a_routed_index_writes_through_it_and_refuses_a_rebuild(c
     assert engine.snapshot.get("owl").title == "Owls"
     with pytest.raises(ReadOnlyIndex, match="shard by shard"):
         engine.write([doc], (), fresh=True)
+
+
+def test_a_router_reads_its_own_write_from_a_replica_that_has_not_loaded_it_yet(corpus, tmp_path, embedder):
+    split_index(corpus, COUNT, tmp_path / "s")
+    writer, reader = _routed(tmp_path / "s", embedder), _routed(tmp_path / "s", embedder)
+    doc = Document(id="heron", title="Herons", text="The grey heron waits motionless in shallow water for fish.")
+    number = shard_of(doc.id, COUNT)
+    writer.write([doc], [])
+    # ``reader`` holds other replicas of the same shards, which have not looked at the shard's commits since
+    stale = reader.clients[number].server  # type: ignore[attr-defined]
+    assert "heron" not in stale.engine.snapshot.documents
+    assert stale.document("heron") is None  # (a plain read answers from what the replica holds)
+    reader._written = dict(writer._written)  # as if ``reader``'s replicas served ``writer``'s router
+    assert reader.get("heron").title == "Herons"  # the replica loaded the newer commit first
+    assert "heron" in stale.engine.snapshot.documents

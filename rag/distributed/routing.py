@@ -11,9 +11,10 @@ A shard is reached through a ``ShardClient`` (``call(method, *args)`` returns a 
 handle (rag/distributed/serving.py) or, in tests, a ``ShardServer`` in this process (``LocalShard``). Calls to
 every shard are started before any is waited for.
 
-Documents read for answers (title, text for the citation) are kept a few seconds (``DOC_TTL_S``), so one
-answer's citations read each document once; this router's own writes drop them at once, another router's are
-seen when they expire.
+A router reads its own writes: each call carries the generation of its last write to that shard, which a
+replica not yet at it loads first. Documents read for answers (title, text for the citation) are kept a few
+seconds (``DOC_TTL_S``), so one answer's citations read each document once; this router's own writes drop them
+at once, another router's are seen when they expire.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ class Pending(Protocol):
 
 
 class ShardClient(Protocol):
-    def call(self, method: str, *args: Any) -> Pending: ...
+    def call(self, method: str, *args: Any, **kwargs: Any) -> Pending: ...
 
 
 @dataclass
@@ -68,9 +69,9 @@ class LocalShard:
 
     server: ShardServer
 
-    def call(self, method: str, *args: Any) -> Pending:
+    def call(self, method: str, *args: Any, **kwargs: Any) -> Pending:
         try:
-            return Done(getattr(self.server, method)(*args))
+            return Done(getattr(self.server, method)(*args, **kwargs))
         except Exception as exc:  # (raised where a remote call's result would raise it)
             return Done(error=exc)
 
@@ -168,6 +169,11 @@ class RoutedIndex(RemoteIndex):
         self.chunks = RemoteRows(self)  # type: ignore[assignment]
         self._infos: list[ShardInfo] = []
         self._infos_at = float("-inf")
+        self._written: dict[int, int] = {}  # shard -> the generation of this router's last write to it
+
+    def _call(self, number: int, method: str, *args: Any) -> Pending:
+        """Shard ``number``'s ``method``, answered at the generation of this router's last write there at least."""
+        return self.clients[number].call(method, *args, at_least=self._written.get(number, 0))
 
     @property
     def count(self) -> int:
@@ -186,13 +192,13 @@ class RoutedIndex(RemoteIndex):
     def candidates(
         self, query: str, vector: Embeddings, depth: int, fusion: str, filters: Filters | None
     ) -> tuple[Ranked, Ranked]:
-        firsts = gather([c.call("first", query, vector, depth, fusion, filters) for c in self.clients])
+        firsts = gather([self._call(n, "first", query, vector, depth, fusion, filters) for n in range(self.count)])
         dense = merge_ranked([d for _, d in firsts], depth)
         lexical = merge_ranked([], depth)
         if fusion in ("rrf", "lexical"):
             stats = term_stats_total([s for s, _ in firsts])
             if stats.size:
-                found = gather([c.call("lexical", query, depth, filters, stats) for c in self.clients])
+                found = gather([self._call(n, "lexical", query, depth, filters, stats) for n in range(self.count)])
                 lexical = merge_ranked(found, depth)
         return dense, lexical
 
@@ -202,7 +208,7 @@ class RoutedIndex(RemoteIndex):
         for key in keys:
             owners.setdefault(int(key) // KEY_SPACE, []).append(int(key))
         numbers = sorted(owners)
-        replies = gather([self.clients[n].call("chunks", owners[n]) for n in numbers])
+        replies = gather([self._call(n, "chunks", owners[n]) for n in numbers])
         found: dict[int, Chunk] = {}
         for n, reply in zip(numbers, replies, strict=True):
             for key, item in zip(owners[n], reply, strict=True):
@@ -212,7 +218,7 @@ class RoutedIndex(RemoteIndex):
         return [found.get(int(key)) for key in keys]
 
     def fetch_document(self, doc_id: str) -> tuple[Document, list[Chunk]] | None:
-        found = self.clients[shard_of(doc_id, self.count)].call("document", doc_id).result()
+        found = self._call(shard_of(doc_id, self.count), "document", doc_id).result()
         if found is not None:
             self.documents.remember(found[0])  # type: ignore[attr-defined]
         return found
@@ -230,7 +236,7 @@ class RoutedIndex(RemoteIndex):
     def document_page(
         self, filters: Filters | None, cursor: str | None, limit: int
     ) -> tuple[int, list[tuple[Document, int]]]:
-        replies = gather([c.call("page", filters, cursor, limit) for c in self.clients])
+        replies = gather([self._call(n, "page", filters, cursor, limit) for n in range(self.count)])
         items = sorted((item for _, page in replies for item in page), key=lambda item: item[0].id)
         return sum(n for n, _ in replies), items[:limit]
 
@@ -244,7 +250,10 @@ class RoutedIndex(RemoteIndex):
         for doc_id in deletes:
             parts.setdefault(shard_of(doc_id, self.count), ([], []))[1].append(doc_id)
         numbers = sorted(parts)
-        reports = gather([self.clients[n].call("write", *parts[n]) for n in numbers])
+        written = gather([self.clients[n].call("write", *parts[n]) for n in numbers])
+        for n, (_, generation) in zip(numbers, written, strict=True):
+            self._written[n] = max(self._written.get(n, 0), generation)
+        reports = [report for report, _ in written]
         self.documents.forget([d.id for d in upserts] + list(deletes))  # type: ignore[attr-defined]
         self._infos_at = float("-inf")
         return merge_reports(reports)

@@ -92,10 +92,11 @@ class ServeCall:
     handle: Any
     method: str
     args: tuple[Any, ...]
+    kwargs: dict[str, Any] = field(default_factory=dict)
     response: Any = field(init=False)
 
     def __post_init__(self) -> None:
-        self.response = getattr(self.handle, self.method).remote(*self.args)
+        self.response = getattr(self.handle, self.method).remote(*self.args, **self.kwargs)
 
     def result(self) -> Any:
         try:
@@ -118,7 +119,7 @@ class ServeCall:
                     raise ShardsUnavailable(f"no replica of {self.handle.app_name} answered: {exc}") from exc
                 log.warning("a shard replica failed (%s); sending %s again", type(exc).__name__, self.method)
                 time.sleep(RETRY_PAUSE_S * (attempt + 1))
-                self.response = getattr(self.handle, self.method).remote(*self.args)
+                self.response = getattr(self.handle, self.method).remote(*self.args, **self.kwargs)
         raise AssertionError("unreachable")
 
 
@@ -126,8 +127,8 @@ class ServeCall:
 class ServeShard:
     handle: Any
 
-    def call(self, method: str, *args: Any) -> ServeCall:
-        return ServeCall(self.handle, method, args)
+    def call(self, method: str, *args: Any, **kwargs: Any) -> ServeCall:
+        return ServeCall(self.handle, method, args, kwargs)
 
 
 def connect(folder: str | Path, settings: Settings, model: dict[str, Any]) -> RoutedIndex:

@@ -12,6 +12,9 @@ sends a chunk's text unless it is among the fused best:
 3. ``chunks``: the chunks (and their documents) of the fused best keys it owns (a key's owner is
    ``key // KEY_SPACE``).
 
+Each read takes ``at_least``, the generation of the router's last write to this shard: a replica behind it
+loads the newer commit before it answers, so a router reads its own writes whichever replica it reaches.
+
 Writes go to the replica of the shard that owns the document (rag/shards.py ``shard_of``), through
 ``Engine.write``: the same segment, commit and write-lock path as one machine, so replicas of one shard (which
 share its folder) serialise on the folder's lock. The top-level ``manifest.json`` is then rewritten under the
@@ -21,6 +24,7 @@ sharded folder's own lock, so the folder stays loadable as one ``ShardedIndex``.
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -31,7 +35,7 @@ from rag.filters import Filters, document_page
 from rag.retrieval import NOTHING, Ranked, candidates
 from rag.settings import Settings
 from rag.shards import shard_name, write_manifest
-from rag.store import write_lock
+from rag.store import CorpusIndex, write_lock
 from rag.store.search import TermStats, as_multi
 from rag.types import Chunk, Document, Embeddings, IngestReport
 
@@ -62,6 +66,7 @@ class ShardServer:
         self.number = number
         self.count = count
         self.replica = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._catching_up = threading.Lock()
 
     @classmethod
     def open(cls, folder: str | Path, number: int, count: int, settings: Settings) -> ShardServer:
@@ -71,6 +76,18 @@ class ShardServer:
         engine.watch_commits()
         return cls(engine, folder, number, count)
 
+    def _snapshot(self, at_least: int = 0) -> CorpusIndex:
+        """The shard's snapshot, at generation ``at_least`` at least: a router that wrote through another replica
+        reads its own writes (this replica loads the newer commit now instead of within the next second)."""
+        snap = self.engine.snapshot
+        if snap.generation < at_least:
+            with self._catching_up:
+                snap = self.engine.snapshot
+                if snap.generation < at_least:
+                    self.engine.reload(reuse=snap)
+                    snap = self.engine.snapshot
+        return snap
+
     def info(self) -> ShardInfo:
         snap = self.engine.snapshot
         return ShardInfo(self.number, self.replica, snap.generation, len(snap.documents), len(snap.chunks))
@@ -78,22 +95,23 @@ class ShardServer:
     # ------------------------------------------------------------------------------------------- reads
 
     def first(
-        self, query: str, vector: Embeddings, depth: int, fusion: str, filters: Filters | None
+        self, query: str, vector: Embeddings, depth: int, fusion: str, filters: Filters | None, at_least: int = 0
     ) -> tuple[TermStats, Ranked]:
         """This shard's BM25 statistics for ``query`` and its ``depth`` best dense candidates."""
-        snap = self.engine.snapshot
+        snap = self._snapshot(at_least)
         stats = as_multi(snap.lexical).term_stats(query) if fusion in ("rrf", "lexical") else TermStats(0, 0.0, {})
         dense = candidates(snap, query, vector, depth, "dense", filters)[0] if fusion in ("rrf", "dense") else NOTHING
         return stats, dense
 
-    def lexical(self, query: str, depth: int, filters: Filters | None, stats: TermStats) -> Ranked:
+    def lexical(self, query: str, depth: int, filters: Filters | None, stats: TermStats, at_least: int = 0) -> Ranked:
         """This shard's ``depth`` best BM25 candidates, scored with the whole index's ``stats``."""
-        _, found = candidates(self.engine.snapshot, query, None, depth, "lexical", filters, lexical_stats=stats)
+        snap = self._snapshot(at_least)
+        _, found = candidates(snap, query, None, depth, "lexical", filters, lexical_stats=stats)
         return found
 
-    def chunks(self, keys: Sequence[int]) -> list[tuple[Chunk, Document] | None]:
+    def chunks(self, keys: Sequence[int], at_least: int = 0) -> list[tuple[Chunk, Document] | None]:
         """The chunks of ``keys`` with their documents (None for a key this replica does not hold: deleted since)."""
-        snap = self.engine.snapshot
+        snap = self._snapshot(at_least)
         out: list[tuple[Chunk, Document] | None] = []
         docs: dict[str, Document] = {}
         for key in keys:
@@ -107,25 +125,28 @@ class ShardServer:
             out.append((chunk, docs[chunk.doc_id]))
         return out
 
-    def document(self, doc_id: str) -> tuple[Document, list[Chunk]] | None:
-        snap = self.engine.snapshot
+    def document(self, doc_id: str, at_least: int = 0) -> tuple[Document, list[Chunk]] | None:
+        snap = self._snapshot(at_least)
         doc = snap.documents.get(doc_id)
         return None if doc is None else (plain(doc), snap.chunks_of(doc_id))
 
-    def page(self, filters: Filters | None, cursor: str | None, limit: int) -> tuple[int, list[tuple[Document, int]]]:
+    def page(
+        self, filters: Filters | None, cursor: str | None, limit: int, at_least: int = 0
+    ) -> tuple[int, list[tuple[Document, int]]]:
         """How many documents ``filters`` keeps here, and the first ``limit`` after ``cursor`` in id order."""
-        count, page, _ = document_page(self.engine.snapshot, filters, cursor, limit)
+        count, page, _ = document_page(self._snapshot(at_least), filters, cursor, limit)
         return count, [(plain(doc), chunks) for doc, chunks in page]
 
     # ------------------------------------------------------------------------------------------- writes
 
-    def write(self, upserts: Sequence[Document], deletes: Sequence[str]) -> IngestReport:
-        """Apply and commit on this shard (its folder's write lock), then record it in the top manifest."""
+    def write(self, upserts: Sequence[Document], deletes: Sequence[str]) -> tuple[IngestReport, int]:
+        """Apply and commit on this shard (its folder's write lock), then record it in the top manifest; the
+        report, and the generation that holds the write (the router's reads ask for it at least)."""
         report = self.engine.write(upserts, deletes)
         if report.changed:
             with write_lock(self.folder):
                 write_manifest(self.folder, self.count)
-        return report
+        return report, self.engine.snapshot.generation
 
     def close(self) -> None:
         self.engine.stop_watching()
