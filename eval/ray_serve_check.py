@@ -9,9 +9,9 @@ user starts it), and beside it ``rag serve`` on the same sharded folder in one p
 2. **a replica killed under load**: ``--clients`` threads ask the routed service without pause; one replica of
    shard 0 is killed (``ray.kill``); the 5xx answers are counted against the requests in flight at the kill,
    and the seconds until Serve runs the full replica count again;
-3. **write visibility**: a document written through the routed service (``POST /documents``); the seconds from
-   its acknowledgement until every replica of its shard serves the new commit (each replica's ``info``), and
-   until the router returns it.
+3. **write visibility**: a document written through the routed service (``POST /documents``); the status of
+   the router's first read of it right after the acknowledgement (it reads its own writes), and the seconds
+   until every replica of its shard serves the new commit (each replica's ``info``).
 
     python eval/ray_serve_check.py                  (10 SQuAD train articles + the seed; eval/results/ray-serve.json)
     python eval/ray_serve_check.py --articles 0     (the seed alone: what tests/test_ray_serve.py runs)
@@ -283,25 +283,28 @@ def write_visibility(url: str, replicas: int, count: int, timeout: float = 60) -
     reply = httpx.post(url + "/documents", json=body, headers={"Authorization": f"Bearer {KEY}"}, timeout=120)
     reply.raise_for_status()
     acked = time.monotonic()
-    seen: dict[str, int] = {}
-    everywhere = None
-    while time.monotonic() - acked < timeout:
-        info = handle.info.remote().result()
-        seen[info.replica] = info.generation
-        if len(seen) >= replicas and all(g > before for g in seen.values()) and everywhere is None:
-            everywhere = time.monotonic() - acked
-            break
-        time.sleep(0.05)
+    # The router first (it reads its own writes: the first read must find it), then each replica of the shard.
+    first_read = httpx.get(f"{url}/documents/{doc_id}", timeout=30).status_code
     routed = None
     while time.monotonic() - acked < timeout:
         if httpx.get(f"{url}/documents/{doc_id}", timeout=30).status_code == 200:
             routed = time.monotonic() - acked
             break
         time.sleep(0.05)
+    seen: dict[str, int] = {}
+    everywhere = None
+    while time.monotonic() - acked < timeout:
+        info = handle.info.remote().result()
+        seen[info.replica] = info.generation
+        if len(seen) >= replicas and all(g > before for g in seen.values()):
+            everywhere = time.monotonic() - acked
+            break
+        time.sleep(0.05)
     return {
         "document": doc_id,
         "shard": owner,
         "write_s": round(acked - started, 2),
+        "router_first_read_status": first_read,
         "replicas_seen": len(seen),
         "visible_on_every_replica_s": None if everywhere is None else round(everywhere, 2),
         "visible_through_router_s": None if routed is None else round(routed, 2),
