@@ -83,6 +83,14 @@ class BM25Index:
         lo, hi = int(scores["indptr"][t]), int(scores["indptr"][t + 1])
         return scores["indices"][lo:hi].astype(np.int64), scores["data"][lo:hi].astype(np.float32)
 
+    def document_frequency(self, term: str) -> int:
+        """How many rows hold one already tokenised ``term`` (its postings' length: nothing is read)."""
+        if self._bm25 is None or self.size == 0 or term not in self._bm25.vocab_dict:
+            return 0
+        indptr = self._bm25.scores["indptr"]
+        t = self._bm25.vocab_dict[term]
+        return int(indptr[t + 1]) - int(indptr[t])
+
     def frequencies(self, term: str) -> tuple[np.ndarray, np.ndarray]:
         """Rows holding one already tokenised ``term`` and its count in each, read back from the stored
         contributions: c = idf * tf / (tf + k1 * (1 - b + b * len / avg_len)) (bm25s's "lucene" scoring)."""

@@ -135,13 +135,11 @@ def candidates(
             raise ValidationError("a dense search needs the query's vector")
         dense = _dense_search(index, query_vector, depth, selection)
     if fusion in ("rrf", "lexical") and index.lexical is not None and len(index.chunks):
-        bm25 = as_multi(index.lexical) if lexical_stats is not None else index.lexical
         rows = None if selection is None else selection.rows
-        found, scores = (
-            bm25.search(query, depth, rows=rows, stats=lexical_stats)  # type: ignore[call-arg]
-            if lexical_stats is not None
-            else bm25.search(query, depth, rows=rows)
-        )
+        if lexical_stats is None:
+            found, scores = index.lexical.search(query, depth, rows=rows)
+        else:
+            found, scores = as_multi(index.lexical).search(query, depth, rows=rows, stats=lexical_stats)
         keys = np.array([index.chunks.key_at(int(row)) for row in found], dtype=np.int64)
         lexical = (keys, np.asarray(scores, dtype=np.float32))
     return dense, lexical

@@ -18,6 +18,7 @@ from rag.pipeline import QAPipeline
 from rag.retrieval import RetrievalSettings, retrieve
 from rag.shards import ShardedIndex, shard_name, shard_of, split_index
 from rag.store import CorpusIndex
+from rag.store.search import as_multi
 from rag.types import Document
 from service.main import create_app
 from tests.conftest import make_settings
@@ -200,3 +201,18 @@ def test_a_router_reads_its_own_write_from_a_replica_that_has_not_loaded_it_yet(
     reader._written = dict(writer._written)  # as if ``reader``'s replicas served ``writer``'s router
     assert reader.get("heron").title == "Herons"  # the replica loaded the newer commit first
     assert "heron" in stale.engine.snapshot.documents
+
+
+def test_term_statistics_count_only_live_rows(corpus, embedder):
+    # a deleted document's chunks stay in its segment's files: the statistics must leave them out
+    less, _ = corpus.apply([], ["harbour", "budget"], embedder=embedder)
+    query = "harbour budget salmon item3 nosuchword"
+    for index in (corpus, less):
+        bm25 = as_multi(index.lexical)
+        stats = bm25.term_stats(query)
+        counted = {t: sum(len(p.frequencies(t)[0]) for p in bm25.parts) for t in stats.frequency}
+        assert stats.frequency == counted and stats.size == len(index.chunks)
+    assert (
+        as_multi(less.lexical).term_stats(query).frequency["harbour"]
+        < as_multi(corpus.lexical).term_stats(query).frequency["harbour"]
+    )

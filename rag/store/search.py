@@ -101,6 +101,9 @@ class LiveBM25(BM25Index):
         keep = rows >= 0
         return rows[keep], found[1][keep]
 
+    def document_frequency(self, term: str) -> int:
+        return int(np.count_nonzero(self._live_row[self.base.postings(term)[0]] >= 0))
+
     def frequencies(self, term: str) -> tuple[np.ndarray, np.ndarray]:
         return self._live(self.base.frequencies(term))
 
@@ -190,7 +193,7 @@ class MultiBM25(BM25Index):
         return TermStats(
             size=self.size,
             total_length=self.total_length,
-            frequency={t: sum(len(p.frequencies(t)[0]) for p in self.parts) for t in sorted(terms)},
+            frequency={t: sum(p.document_frequency(t) for p in self.parts) for t in sorted(terms)},
         )
 
     def search(
@@ -203,7 +206,8 @@ class MultiBM25(BM25Index):
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         k1, b = self.settings.k1, self.settings.b
         terms = set(tokens)
-        if self.global_stats or stats is not None:
+        whole = self.global_stats or stats is not None  # scored with one index's statistics (else each part's own)
+        if whole:
             counts = {t: [p.frequencies(t) for p in self.parts] for t in terms}
             if stats is None:
                 stats = TermStats(
@@ -224,7 +228,7 @@ class MultiBM25(BM25Index):
                 hit_rows, values = counts[term][i]
                 if not len(hit_rows):
                     continue
-                if self.global_stats or stats is not None:
+                if whole:
                     norm = k1 * (1 - b + b * part.lengths[hit_rows] / avg)
                     scores[hit_rows] += (idf[term] * values / (values + norm)).astype(np.float32)
                 else:
