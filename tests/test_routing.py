@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from rag.distributed.routing import LocalShard, RoutedIndex, merge_ranked
+from rag.distributed.routing import LocalShard, RoutedIndex
 from rag.distributed.shard_server import ShardServer
 from rag.engine import Engine, model_record
 from rag.errors import ReadOnlyIndex
@@ -18,7 +18,7 @@ from rag.pipeline import QAPipeline
 from rag.retrieval import RetrievalSettings, retrieve
 from rag.shards import ShardedIndex, shard_name, shard_of, split_index
 from rag.store import CorpusIndex
-from rag.store.search import as_multi
+from rag.store.search import as_multi, best_by_score
 from rag.types import Document
 from service.main import create_app
 from tests.conftest import make_settings
@@ -124,10 +124,10 @@ def test_bm25_statistics_summed_over_shards_equal_one_index(both):
     assert total == whole and all(p.size for p in parts)
 
 
-def test_merge_ranked_keeps_the_best_by_score_ties_by_key():
+def test_best_by_score_keeps_the_best_by_score_ties_by_key():
     a = (np.array([5, 9]), np.array([0.9, 0.5], np.float32))
     b = (np.array([2, 7]), np.array([0.5, 0.7], np.float32))
-    keys, scores = merge_ranked([a, b], 3)
+    keys, scores = best_by_score([a, b], 3)
     assert keys.tolist() == [5, 7, 2] and scores.tolist() == pytest.approx([0.9, 0.7, 0.5])
 
 

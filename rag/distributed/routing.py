@@ -25,15 +25,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-import numpy as np
-
 from rag.distributed.shard_server import ShardInfo, ShardServer
-from rag.errors import DocumentNotFound
 from rag.filters import Filters
 from rag.shards import KEY_SPACE, shard_of
 from rag.store import RemoteIndex
 from rag.store.remote import Ranked
-from rag.store.search import TermStats
+from rag.store.search import TermStats, best_by_score
 from rag.types import Chunk, Document, Embeddings, IngestReport
 
 #: How long the shards' counts (documents, chunks, generations) are reused, and a fetched document.
@@ -79,17 +76,6 @@ class LocalShard:
 def gather(calls: Sequence[Pending]) -> list[Any]:
     """Every call's result (all were started before the first is waited for)."""
     return [c.result() for c in calls]
-
-
-def merge_ranked(parts: Sequence[Ranked], depth: int) -> Ranked:
-    """The best ``depth`` of several shards' candidates by score, ties by key."""
-    parts = [p for p in parts if len(p[0])]
-    if not parts:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-    keys = np.concatenate([p[0] for p in parts]).astype(np.int64)
-    scores = np.concatenate([p[1] for p in parts]).astype(np.float32)
-    order = np.lexsort((keys, -scores))[:depth]
-    return keys[order], scores[order]
 
 
 def merge_reports(reports: Sequence[IngestReport]) -> IngestReport:
@@ -193,13 +179,13 @@ class RoutedIndex(RemoteIndex):
         self, query: str, vector: Embeddings, depth: int, fusion: str, filters: Filters | None
     ) -> tuple[Ranked, Ranked]:
         firsts = gather([self._call(n, "first", query, vector, depth, fusion, filters) for n in range(self.count)])
-        dense = merge_ranked([d for _, d in firsts], depth)
-        lexical = merge_ranked([], depth)
+        dense = best_by_score([d for _, d in firsts], depth)
+        lexical = best_by_score([], depth)
         if fusion in ("rrf", "lexical"):
             stats = term_stats_total([s for s, _ in firsts])
             if stats.size:
                 found = gather([self._call(n, "lexical", query, depth, filters, stats) for n in range(self.count)])
-                lexical = merge_ranked(found, depth)
+                lexical = best_by_score(found, depth)
         return dense, lexical
 
     def chunks_at(self, keys: Sequence[int]) -> list[Chunk | None]:
@@ -222,12 +208,6 @@ class RoutedIndex(RemoteIndex):
         if found is not None:
             self.documents.remember(found[0])  # type: ignore[attr-defined]
         return found
-
-    def get(self, doc_id: str) -> Document:
-        try:
-            return self.documents[doc_id]
-        except KeyError:
-            raise DocumentNotFound(doc_id) from None
 
     def chunks_of(self, doc_id: str) -> list[Chunk]:
         found = self.fetch_document(doc_id)

@@ -51,6 +51,19 @@ class TermStats:
         return {t: lucene_idf(n, self.size) for t, n in self.frequency.items()}
 
 
+def best_by_score(
+    parts: Sequence[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]], k: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """The best ``k`` of several parts' (ids, scores) by score, ties by id: segments', shards', a router's."""
+    parts = [p for p in parts if len(p[0])]
+    if not parts:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    ids = np.concatenate([p[0] for p in parts]).astype(np.int64, copy=False)
+    scores = np.concatenate([p[1] for p in parts]).astype(np.float32, copy=False)
+    order = np.lexsort((ids, -scores))[:k]  # best score first, ties by id (a stable sort over one array)
+    return ids[order], scores[order]
+
+
 def as_multi(lexical: BM25Index) -> MultiBM25:
     """``lexical`` as a ``MultiBM25`` (one part when it is a single segment's), so it takes outside stats."""
     if isinstance(lexical, MultiBM25):
@@ -155,12 +168,7 @@ class MultiDense(DenseIndex):
                 mine = keys.within(*self.key_ranges[i]) if self.key_ranges is not None else keys
                 if part.size and len(mine):
                     found.append(part.search(query, k, keys=mine))
-        if not found:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        keys = np.concatenate([f[0] for f in found])
-        scores = np.concatenate([f[1] for f in found])
-        order = np.lexsort((keys, -scores))[:k]  # best score first, ties by key
-        return keys[order], scores[order]
+        return best_by_score(found, k)
 
     def save(self, path: Path) -> None:
         raise ReadOnlyIndex("a dense index over several parts is saved part by part")
@@ -218,7 +226,7 @@ class MultiBM25(BM25Index):
             counts = {t: [p.postings(t) for p in self.parts] for t in terms}
         # Each part scores its own rows and keeps its top k (what a shard server would do); the global top k is
         # inside the union of those. A repeated query term counts again, as in bm25s's own get_scores.
-        found_rows, found_scores = [], []
+        found = []
         kept = None if rows is None else np.asarray(rows, dtype=np.int64)
         for i, (part, offset) in enumerate(zip(self.parts, self.offsets, strict=True)):
             if not part.size:
@@ -237,13 +245,8 @@ class MultiBM25(BM25Index):
             if kept is not None:
                 mine = kept[np.searchsorted(kept, offset) : np.searchsorted(kept, offset + part.size)] - offset
             top, top_scores = top_rows(scores, k, mine)
-            found_rows.append(offset + top)
-            found_scores.append(top_scores)
-        if not found_rows:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        rows_all, scores_all = np.concatenate(found_rows), np.concatenate(found_scores)
-        order = np.lexsort((rows_all, -scores_all))[:k]  # best first, ties by row as a stable sort over one array
-        return rows_all[order], scores_all[order].astype(np.float32)
+            found.append((offset + top, top_scores))
+        return best_by_score(found, k)  # ties by row
 
     def save(self, folder: Path) -> None:
         raise ReadOnlyIndex("a BM25 index over several parts is saved part by part")
