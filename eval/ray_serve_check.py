@@ -21,12 +21,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -35,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from rag.evaluation.server import Server, serve
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -85,55 +84,6 @@ def build(folder: Path, docs: list[Any], shards: int) -> dict[str, int]:
     return {"documents": manifest["counts"]["documents"], "chunks": manifest["counts"]["chunks"]}
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Service:
-    """``rag serve`` in a subprocess; its log in ``log``."""
-
-    def __init__(self, folder: Path, log: Path, *extra: str) -> None:
-        self.port = _port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "RAG_API_KEY": KEY, "RAG_THREADS": "1", "PYTHONPATH": str(ROOT)}
-        command = [
-            str(Path(sys.executable).parent / "rag"),
-            "serve",
-            "--index",
-            str(folder),
-            "--port",
-            str(self.port),
-            *extra,
-        ]
-        self.log = log
-        with open(log, "w") as out:  # (the child keeps its own copy of the descriptor)
-            self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-
-    def wait(self, timeout: float = 600) -> float:
-        started = time.monotonic()
-        while time.monotonic() - started < timeout:
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"rag serve exited ({self.process.returncode}); see {self.log}:\n{self.log.read_text()[-3000:]}"
-                )
-            try:
-                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
-                    return time.monotonic() - started
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        raise TimeoutError(f"rag serve not ready after {timeout} s; see {self.log}")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-
-
 def _comparable(body: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in body.items() if k not in ("timings_ms", "request_id")}
 
@@ -179,22 +129,17 @@ def _replicas(app: str) -> list[Any]:
     ]
 
 
-def _rss_mib(pid: int) -> float | None:
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            return round(next(int(line.split()[1]) for line in fh if line.startswith("VmRSS:")) / 1024, 1)
-    except (OSError, StopIteration):
-        return None
-
-
-def memory(one: Service, routed: Service, shards: int) -> dict[str, Any]:
+def memory(one: Server, routed: Server, shards: int) -> dict[str, Any]:
     """Resident memory (MiB) of the one-process service, the router, and each shard replica (all on this machine)."""
     from rag.distributed.serving import APP
 
-    replicas = {APP.format(n): [_rss_mib(a.pid) for a in _replicas(APP.format(n))] for n in range(shards)}
+    replicas = {
+        APP.format(n): [round(Server("", a.pid, None, 0).memory_mib("VmRSS"), 1) for a in _replicas(APP.format(n))]
+        for n in range(shards)
+    }
     return {
-        "one_process_mib": _rss_mib(one.process.pid),
-        "router_mib": _rss_mib(routed.process.pid),
+        "one_process_mib": round(one.memory_mib("VmRSS"), 1),
+        "router_mib": round(routed.memory_mib("VmRSS"), 1),
         "replicas_mib": replicas,
     }
 
@@ -341,23 +286,23 @@ def main(argv: list[str] | None = None) -> int:
         cluster.add_node(num_cpus=2)
     cluster.wait_for_nodes()
     ray.init(address=cluster.address, log_to_driver=False)  # (the replicas' request logs stay in Ray's files)
-    services: list[Service] = []
+    routed_options = ["--ray", cluster.address, "--replicas", str(args.replicas)]
+    env = {"RAG_API_KEY": KEY, "RAG_THREADS": "1"}
     try:
-        one = Service(folder, work / "one.log")
-        routed = Service(folder, work / "routed.log", "--ray", cluster.address, "--replicas", str(args.replicas))
-        services += [one, routed]
-        ready = {"one_process_s": round(one.wait(), 1), "routed_s": round(routed.wait(), 1)}
-        print(f"ready {ready}", flush=True)
-        agree = agreement(one.url, routed.url, questions)
-        rss = memory(one, routed, args.shards)
-        print(f"agreement {agree['agreement']} ({agree['agree']}/{agree['questions']})", flush=True)
-        killed = kill_under_load(routed.url, questions, args.clients, args.replicas, args.load_seconds)
-        print(f"kill {killed}", flush=True)
-        visible = write_visibility(routed.url, args.replicas, args.shards)
-        print(f"write {visible}", flush=True)
+        with (
+            serve(folder, work / "one.log", env=env, cwd=ROOT) as one,
+            serve(folder, work / "routed.log", env=env, cwd=ROOT, ready_s=600, extra=routed_options) as routed,
+        ):
+            ready = {"one_process_s": round(one.startup_s, 1), "routed_s": round(routed.startup_s, 1)}
+            print(f"ready {ready}", flush=True)
+            agree = agreement(one.url, routed.url, questions)
+            rss = memory(one, routed, args.shards)
+            print(f"agreement {agree['agreement']} ({agree['agree']}/{agree['questions']})", flush=True)
+            killed = kill_under_load(routed.url, questions, args.clients, args.replicas, args.load_seconds)
+            print(f"kill {killed}", flush=True)
+            visible = write_visibility(routed.url, args.replicas, args.shards)
+            print(f"write {visible}", flush=True)
     finally:
-        for service in services:
-            service.stop()
         ray.shutdown()  # (the driver leaves before the head it is connected to is removed)
         cluster.shutdown()
     result = {

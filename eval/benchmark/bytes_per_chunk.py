@@ -217,57 +217,35 @@ def measure(folder: Path, queries: int) -> dict:
     return _child(CHILD, str(folder), str(queries))
 
 
-def _rss(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as fh:
-        return next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmRSS:"))
-
-
 def serve_check(folder: Path, queries: int, asks: int = 20) -> dict:
     """``rag serve`` on the index (models and all, as a user starts it): seconds until ready, its resident
     memory, and ``/search`` (embed + retrieve + JSON over HTTP) and ``/ask`` latency from a client, with the
     seed's gold questions (the synthetic documents are made of the seed's sentences)."""
-    import socket
-
     import httpx
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
+    from rag.evaluation.server import serve
+
     gold = ROOT / "eval" / "gold" / "seed.jsonl"
     questions = [json.loads(line)["question"] for line in gold.read_text(encoding="utf-8").splitlines() if line]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    command = [str(Path(sys.executable).parent / "rag"), "serve", "--index", str(folder), "--port", str(port)]
-    started = time.perf_counter()
-    server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        while True:
-            if server.poll() is not None:
-                raise RuntimeError(f"rag serve exited: {server.stderr.read()[-2000:] if server.stderr else ''}")
-            try:
-                if httpx.get(url + "/readyz", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        ready_s = time.perf_counter() - started
-        rss_ready = _rss(server.pid)
+    mib = 1024 * 1024
+    with serve(folder, folder.parent / f"serve-{folder.name}.log", cwd=ROOT, ready_s=3600) as server:
+        rss_ready = round(server.memory_mib("VmRSS") * mib)
         search_ms, ask_ms, answered = [], [], 0
-        with httpx.Client(timeout=120) as client:
+        with httpx.Client(base_url=server.url, timeout=120) as client:
             for i in range(queries):
                 t = time.perf_counter()
-                client.get(url + "/search", params={"q": questions[i % len(questions)], "k": 10}).raise_for_status()
+                client.get("/search", params={"q": questions[i % len(questions)], "k": 10}).raise_for_status()
                 search_ms.append((time.perf_counter() - t) * 1000)
             for i in range(asks):
                 t = time.perf_counter()
-                reply = client.post(url + "/ask", json={"question": questions[i % len(questions)]})
+                reply = client.post("/ask", json={"question": questions[i % len(questions)]})
                 reply.raise_for_status()
                 ask_ms.append((time.perf_counter() - t) * 1000)
                 answered += bool(reply.json().get("answers"))
         return {
-            "ready_s": round(ready_s, 1),
+            "ready_s": round(server.startup_s, 1),
             "rss_ready_bytes": rss_ready,
-            "rss_after_bytes": _rss(server.pid),
+            "rss_after_bytes": round(server.memory_mib("VmRSS") * mib),
             "search_http_p50_ms": round(float(np.percentile(search_ms, 50)), 1),
             "search_http_p99_ms": round(float(np.percentile(search_ms, 99)), 1),
             "searches": queries,
@@ -275,9 +253,6 @@ def serve_check(folder: Path, queries: int, asks: int = 20) -> dict:
             "asks": asks,
             "asks_answered": answered,
         }
-    finally:
-        server.terminate()
-        server.wait(60)
 
 
 def main(argv: list[str] | None = None) -> int:

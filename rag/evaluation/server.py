@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +24,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def serve_command(index: str | Path | None, port: int, reader: str | None, workers: int | None = None) -> list[str]:
-    """``rag serve`` from this interpreter's environment (the console script sits beside ``sys.executable``)."""
+def serve_command(
+    index: str | Path | None, port: int, reader: str | None, workers: int | None = None, extra: Sequence[str] = ()
+) -> list[str]:
+    """``rag serve`` from this interpreter's environment (the console script sits beside ``sys.executable``);
+    ``extra``: more of its options (``--ray ADDRESS``...)."""
     script = Path(sys.executable).parent / "rag"
     cmd = [str(script)] if script.exists() else [sys.executable, "-c", "from cli import main; main()"]
     cmd += ["serve", "--host", "127.0.0.1", "--port", str(port)]
@@ -35,7 +38,7 @@ def serve_command(index: str | Path | None, port: int, reader: str | None, worke
         cmd += ["--reader", reader]
     if workers is not None:
         cmd += ["--workers", str(workers)]
-    return cmd
+    return cmd + list(extra)
 
 
 @dataclass
@@ -89,8 +92,10 @@ def serve(
     port: int | None = None,
     workers: int | None = None,
     grace_s: float = 20,
+    extra: Sequence[str] = (),
 ) -> Iterator[Server]:
-    """``rag serve --index INDEX --port P [--reader R] [--workers W]``, ready (/readyz) when yielded, stopped after.
+    """``rag serve --index INDEX --port P [--reader R] [--workers W] [EXTRA...]``, ready (/readyz) when yielded,
+    stopped after.
     ``port``: a free one when None. With ``workers`` the server runs in a process group of its own, and the
     whole group (uvicorn's supervisor and its worker processes) is stopped; ``grace_s``: how long it may take
     to stop before it is killed."""
@@ -100,7 +105,7 @@ def serve(
     started = time.perf_counter()
     with open(log, "w") as out:
         proc = subprocess.Popen(
-            serve_command(index, port, reader, workers),
+            serve_command(index, port, reader, workers, extra),
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
